@@ -1,0 +1,266 @@
+//! Configuration from the function's environment (contract section 2), read once at
+//! start-up. Any problem names the variable; the function never half-runs.
+
+use crate::rules::Rules;
+
+pub const DEFAULT_RULES: &str = r#"{"default":{"groups":[],"console":true,"access_key":false}}"#;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaverAction {
+    Disable,
+    Delete,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub user_path: String,
+    pub rules: Rules,
+    pub boundary_arn: Option<String>,
+    pub secret_prefix: String,
+    pub kms_key_id: Option<String>,
+    pub sender_email: String,
+    /// Set explicitly; else derived at the first invocation (alias or account id).
+    pub signin_url: Option<String>,
+    pub leaver_action: LeaverAction,
+    pub recovery_days: i64,
+    pub dry_run: bool,
+    /// Records of one batch handled at once (extension: `MAX_CONCURRENT_RECORDS`).
+    pub max_concurrency: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: {variable}: {problem}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub problem: String,
+}
+
+fn err(variable: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        variable,
+        problem: problem.into(),
+    }
+}
+
+impl Config {
+    /// Reads the configuration through `get` (the process environment in production,
+    /// a map in tests). An empty optional variable counts as unset, as CloudFormation
+    /// cannot leave a variable out conditionally without effort.
+    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let var = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+
+        let user_path = var("USER_PATH").unwrap_or_else(|| "/employees/".into());
+        check_path(&user_path).map_err(|p| err("USER_PATH", p))?;
+
+        let rules_json = var("PROVISIONING_RULES").unwrap_or_else(|| DEFAULT_RULES.into());
+        let rules = Rules::parse(&rules_json).map_err(|p| err("PROVISIONING_RULES", p))?;
+
+        let boundary_arn = var("PERMISSIONS_BOUNDARY_ARN");
+        if let Some(b) = &boundary_arn {
+            if !(b.starts_with("arn:aws") && b.contains(":iam::") && b.contains(":policy/")) {
+                return Err(err(
+                    "PERMISSIONS_BOUNDARY_ARN",
+                    format!("{b:?} is not an IAM managed policy ARN"),
+                ));
+            }
+        }
+
+        let secret_prefix = var("SECRET_PREFIX").unwrap_or_else(|| "hr-provisioner/".into());
+        let prefix_ok = secret_prefix.len() <= 256 - 64
+            && secret_prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "/_+=.@-".contains(c));
+        if !prefix_ok {
+            return Err(err(
+                "SECRET_PREFIX",
+                format!(
+                    "{secret_prefix:?} may only hold A-Za-z0-9/_+=.@- and at most 192 characters"
+                ),
+            ));
+        }
+
+        let kms_key_id = var("SECRET_KMS_KEY_ID");
+
+        let sender_email = var("SENDER_EMAIL").ok_or_else(|| {
+            err(
+                "SENDER_EMAIL",
+                "is required (the SES-verified From address)",
+            )
+        })?;
+        crate::event::check_email("SENDER_EMAIL", &sender_email)
+            .map_err(|r| err("SENDER_EMAIL", r.reason))?;
+
+        let signin_url = var("SIGNIN_URL");
+        if let Some(u) = &signin_url {
+            if !u.starts_with("https://") || u.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                return Err(err("SIGNIN_URL", format!("{u:?} is not an https URL")));
+            }
+        }
+
+        let leaver_action = match var("LEAVER_ACTION").as_deref() {
+            None | Some("disable") => LeaverAction::Disable,
+            Some("delete") => LeaverAction::Delete,
+            Some(other) => {
+                return Err(err(
+                    "LEAVER_ACTION",
+                    format!("{other:?}: expected disable or delete"),
+                ))
+            }
+        };
+
+        let recovery_days = match var("SECRET_RECOVERY_DAYS") {
+            None => 30,
+            Some(v) => match v.trim().parse::<i64>() {
+                Ok(n) if (7..=30).contains(&n) => n,
+                _ => {
+                    return Err(err(
+                        "SECRET_RECOVERY_DAYS",
+                        format!("{v:?}: expected a whole number from 7 to 30"),
+                    ))
+                }
+            },
+        };
+
+        let dry_run = match var("DRY_RUN").map(|v| v.to_ascii_lowercase()).as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(err("DRY_RUN", format!("{other:?}: expected true or false")))
+            }
+        };
+
+        let max_concurrency = match var("MAX_CONCURRENT_RECORDS") {
+            None => 10,
+            Some(v) => match v.trim().parse::<usize>() {
+                Ok(n) if (1..=100).contains(&n) => n,
+                _ => {
+                    return Err(err(
+                        "MAX_CONCURRENT_RECORDS",
+                        format!("{v:?}: expected a whole number from 1 to 100"),
+                    ))
+                }
+            },
+        };
+
+        Ok(Config {
+            user_path,
+            rules,
+            boundary_arn,
+            secret_prefix,
+            kms_key_id,
+            sender_email,
+            signin_url,
+            leaver_action,
+            recovery_days,
+            dry_run,
+            max_concurrency,
+        })
+    }
+
+    pub fn secret_name(&self, user_name: &str) -> String {
+        format!("{}{}", self.secret_prefix, user_name)
+    }
+}
+
+/// IAM's path rule: `/` or `/segments/`, printable ASCII, at most 512 characters.
+fn check_path(p: &str) -> Result<(), String> {
+    if !(p.starts_with('/') && p.ends_with('/')) {
+        return Err(format!("{p:?} must start and end with /"));
+    }
+    if p.len() > 512 || p.contains("//") || p.chars().any(|c| !('\u{21}'..='\u{7e}').contains(&c)) {
+        return Err(format!(
+            "{p:?} is not a valid IAM path (printable ASCII, no empty segment, at most 512 characters)"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut m: HashMap<String, String> = HashMap::new();
+        m.insert("SENDER_EMAIL".into(), "it@example.com".into());
+        for (k, v) in pairs {
+            m.insert((*k).into(), (*v).into());
+        }
+        Config::from_env(|k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.user_path, "/employees/");
+        assert_eq!(c.secret_prefix, "hr-provisioner/");
+        assert_eq!(c.secret_name("jane.doe"), "hr-provisioner/jane.doe");
+        assert_eq!(c.leaver_action, LeaverAction::Disable);
+        assert_eq!(c.recovery_days, 30);
+        assert!(!c.dry_run);
+        assert!(c.rules.default.console && !c.rules.default.access_key);
+        assert!(c.boundary_arn.is_none() && c.kms_key_id.is_none() && c.signin_url.is_none());
+    }
+
+    #[test]
+    fn each_bad_variable_is_named() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("SENDER_EMAIL", "")], "SENDER_EMAIL"),
+            (&[("SENDER_EMAIL", "not-an-address")], "SENDER_EMAIL"),
+            (&[("PROVISIONING_RULES", "{")], "PROVISIONING_RULES"),
+            (
+                &[("PROVISIONING_RULES", r#"{"default":{"groups":"a"}}"#)],
+                "PROVISIONING_RULES",
+            ),
+            (&[("USER_PATH", "employees/")], "USER_PATH"),
+            (&[("USER_PATH", "/employees")], "USER_PATH"),
+            (&[("USER_PATH", "/a b/")], "USER_PATH"),
+            (&[("SECRET_RECOVERY_DAYS", "6")], "SECRET_RECOVERY_DAYS"),
+            (&[("SECRET_RECOVERY_DAYS", "31")], "SECRET_RECOVERY_DAYS"),
+            (&[("SECRET_RECOVERY_DAYS", "ten")], "SECRET_RECOVERY_DAYS"),
+            (&[("LEAVER_ACTION", "archive")], "LEAVER_ACTION"),
+            (&[("DRY_RUN", "yes")], "DRY_RUN"),
+            (
+                &[("PERMISSIONS_BOUNDARY_ARN", "boundary")],
+                "PERMISSIONS_BOUNDARY_ARN",
+            ),
+            (&[("SIGNIN_URL", "http://x")], "SIGNIN_URL"),
+            (&[("SECRET_PREFIX", "bad prefix")], "SECRET_PREFIX"),
+            (&[("MAX_CONCURRENT_RECORDS", "0")], "MAX_CONCURRENT_RECORDS"),
+        ];
+        for (pairs, var) in cases {
+            let e = cfg(pairs).unwrap_err();
+            assert_eq!(e.variable, *var, "{pairs:?}");
+            assert!(e.to_string().contains(var));
+        }
+        let m: HashMap<String, String> = HashMap::new();
+        assert_eq!(
+            Config::from_env(|k| m.get(k).cloned())
+                .unwrap_err()
+                .variable,
+            "SENDER_EMAIL"
+        );
+    }
+
+    #[test]
+    fn valid_settings_are_taken() {
+        let c = cfg(&[
+            ("USER_PATH", "/staff/hr/"),
+            ("LEAVER_ACTION", "delete"),
+            ("SECRET_RECOVERY_DAYS", "7"),
+            ("DRY_RUN", "TRUE"),
+            (
+                "PERMISSIONS_BOUNDARY_ARN",
+                "arn:aws:iam::123456789012:policy/boundary",
+            ),
+            ("SIGNIN_URL", "https://acme.signin.aws.amazon.com/console"),
+        ])
+        .unwrap();
+        assert_eq!(c.user_path, "/staff/hr/");
+        assert_eq!(c.leaver_action, LeaverAction::Delete);
+        assert_eq!(c.recovery_days, 7);
+        assert!(c.dry_run);
+        assert!(c.boundary_arn.is_some());
+    }
+}

@@ -1,0 +1,613 @@
+//! The HR event (contract section 1): envelopes, field rules and the user-name rule.
+//!
+//! Parsing is pure. Every way an input can be wrong ends in a [`Rejection`] whose
+//! message is fit for an operator; nothing here panics on input.
+
+use serde::Deserialize;
+use serde_json::Value;
+use time::format_description::well_known::Rfc3339;
+use time::{OffsetDateTime, UtcOffset};
+
+/// SQS allows 1 MiB bodies; an HR event is a few hundred bytes. Anything larger is
+/// refused before it is parsed, so hostile bodies cost nothing.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Longest id we accept: it must fit an IAM tag value (256) with room to spare.
+const MAX_ID_LEN: usize = 128;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    Joined,
+    Left,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Joined => "employee.joined",
+            EventType::Left => "employee.left",
+        }
+    }
+}
+
+/// A validated HR event. `user_name` is already derived and checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HrEvent {
+    pub event_id: String,
+    pub event_type: EventType,
+    /// Always UTC.
+    pub occurred_at: OffsetDateTime,
+    pub employee: Employee,
+    pub user_name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Employee {
+    pub employee_id: String,
+    pub email: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub department: Option<String>,
+    pub manager_email: Option<String>,
+}
+
+impl HrEvent {
+    /// `occurred_at` as stored in the `hr:last-event-at` tag (RFC 3339, UTC, `Z`).
+    pub fn occurred_at_tag(&self) -> String {
+        format_utc(self.occurred_at)
+    }
+}
+
+/// Formats a UTC timestamp the one way tags carry it.
+pub fn format_utc(t: OffsetDateTime) -> String {
+    t.to_offset(UtcOffset::UTC)
+        .format(&Rfc3339)
+        .unwrap_or_else(|_| t.unix_timestamp().to_string())
+}
+
+/// Parses an RFC 3339 timestamp (any offset) into UTC.
+pub fn parse_rfc3339(s: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(s, &Rfc3339)
+        .ok()
+        .map(|t| t.to_offset(UtcOffset::UTC))
+}
+
+/// Why a record can never succeed, plus whatever identifiers could be read, so the
+/// audit line still says which event and employee it was.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct Rejection {
+    pub reason: String,
+    pub event_id: Option<String>,
+    pub event_type: Option<String>,
+    pub employee_id: Option<String>,
+    pub user_name: Option<String>,
+}
+
+impl Rejection {
+    fn new(reason: impl Into<String>) -> Self {
+        Rejection {
+            reason: reason.into(),
+            event_id: None,
+            event_type: None,
+            employee_id: None,
+            user_name: None,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RawEvent {
+    event_id: String,
+    event_type: String,
+    occurred_at: String,
+    employee: RawEmployee,
+}
+
+#[derive(Deserialize)]
+struct RawEmployee {
+    employee_id: String,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    first_name: Option<String>,
+    #[serde(default)]
+    last_name: Option<String>,
+    #[serde(default)]
+    department: Option<String>,
+    #[serde(default)]
+    manager_email: Option<String>,
+}
+
+/// Parses one SQS message body: bare JSON, an SNS notification or an EventBridge event.
+pub fn parse_body(body: &str) -> Result<HrEvent, Rejection> {
+    if body.len() > MAX_BODY_BYTES {
+        return Err(Rejection::new(format!(
+            "body is {} bytes; the limit is {MAX_BODY_BYTES}",
+            body.len()
+        )));
+    }
+    let value: Value = serde_json::from_str(body)
+        .map_err(|e| Rejection::new(format!("body is not valid JSON: {e}")))?;
+    let ids = PartialIds::from_value(&value);
+    let raw = match envelope(&value) {
+        Envelope::Bare => serde_json::from_str::<RawEvent>(body),
+        Envelope::Sns(message) => {
+            let inner: Result<Value, _> = serde_json::from_str(message);
+            let ids = inner
+                .as_ref()
+                .map(PartialIds::from_value)
+                .unwrap_or_default();
+            return serde_json::from_str::<RawEvent>(message)
+                .map_err(|e| ids.reject(format!("SNS Message is not a valid HR event: {e}")))
+                .and_then(|raw| validate(raw).map_err(|r| ids.fill(r)));
+        }
+        Envelope::EventBridge(detail) => {
+            let ids = PartialIds::from_value(detail);
+            return RawEvent::deserialize(detail)
+                .map_err(|e| ids.reject(format!("EventBridge detail is not a valid HR event: {e}")))
+                .and_then(|raw| validate(raw).map_err(|r| ids.fill(r)));
+        }
+    };
+    raw.map_err(|e| ids.reject(format!("not a valid HR event: {e}")))
+        .and_then(|raw| validate(raw).map_err(|r| ids.fill(r)))
+}
+
+enum Envelope<'a> {
+    Bare,
+    Sns(&'a str),
+    EventBridge(&'a Value),
+}
+
+fn envelope(v: &Value) -> Envelope<'_> {
+    let Some(obj) = v.as_object() else {
+        return Envelope::Bare;
+    };
+    if obj.get("Type").and_then(Value::as_str) == Some("Notification") {
+        if let Some(msg) = obj.get("Message").and_then(Value::as_str) {
+            return Envelope::Sns(msg);
+        }
+    }
+    if obj.contains_key("detail-type") {
+        if let Some(detail) = obj.get("detail") {
+            return Envelope::EventBridge(detail);
+        }
+    }
+    Envelope::Bare
+}
+
+/// Identifiers read leniently from a body that may not parse, for the audit line.
+#[derive(Default)]
+struct PartialIds {
+    event_id: Option<String>,
+    event_type: Option<String>,
+    employee_id: Option<String>,
+}
+
+impl PartialIds {
+    fn from_value(v: &Value) -> Self {
+        let s = |v: Option<&Value>| {
+            v.and_then(Value::as_str)
+                .filter(|s| !s.is_empty() && s.len() <= MAX_ID_LEN)
+                .map(str::to_owned)
+        };
+        PartialIds {
+            event_id: s(v.get("event_id")),
+            event_type: s(v.get("event_type")),
+            employee_id: s(v.get("employee").and_then(|e| e.get("employee_id"))),
+        }
+    }
+    fn reject(&self, reason: String) -> Rejection {
+        self.fill(Rejection::new(reason))
+    }
+    fn fill(&self, mut r: Rejection) -> Rejection {
+        r.event_id = r.event_id.or_else(|| self.event_id.clone());
+        r.event_type = r.event_type.or_else(|| self.event_type.clone());
+        r.employee_id = r.employee_id.or_else(|| self.employee_id.clone());
+        r
+    }
+}
+
+fn validate(raw: RawEvent) -> Result<HrEvent, Rejection> {
+    let RawEvent {
+        event_id,
+        event_type,
+        occurred_at,
+        employee: e,
+    } = raw;
+    check_id("event_id", &event_id)?;
+    check_id("employee.employee_id", &e.employee_id)?;
+    let event_type = match event_type.as_str() {
+        "employee.joined" => EventType::Joined,
+        "employee.left" => EventType::Left,
+        "employee.changed" => return Err(Rejection::new(
+            "event_type employee.changed is reserved for department moves and not supported yet",
+        )),
+        other => {
+            return Err(Rejection::new(format!(
+                "unknown event_type {:?}: expected employee.joined or employee.left",
+                truncate(other)
+            )))
+        }
+    };
+    let occurred_at = parse_rfc3339(&occurred_at).ok_or_else(|| {
+        Rejection::new(format!(
+            "occurred_at {:?} is not an RFC 3339 timestamp",
+            truncate(&occurred_at)
+        ))
+    })?;
+    if let Some(email) = &e.email {
+        check_email("employee.email", email)?;
+    }
+    if let Some(m) = &e.manager_email {
+        check_email("employee.manager_email", m)?;
+    }
+    if event_type == EventType::Joined && e.email.is_none() {
+        return Err(Rejection::new(
+            "employee.email is required for employee.joined",
+        ));
+    }
+    for (field, v) in [
+        ("employee.first_name", &e.first_name),
+        ("employee.last_name", &e.last_name),
+        ("employee.department", &e.department),
+    ] {
+        if let Some(v) = v {
+            check_text(field, v)?;
+        }
+    }
+    let user_name = user_name(e.username.as_deref(), e.email.as_deref())?;
+    Ok(HrEvent {
+        event_id,
+        event_type,
+        occurred_at,
+        user_name,
+        employee: Employee {
+            employee_id: e.employee_id,
+            email: e.email,
+            first_name: e.first_name,
+            last_name: e.last_name,
+            department: e.department,
+            manager_email: e.manager_email,
+        },
+    })
+}
+
+/// The user-name rule: explicit `username`, else the email's local part; lower-cased;
+/// IAM's charset and length. Never silently changed: anything else is rejected.
+pub fn user_name(username: Option<&str>, email: Option<&str>) -> Result<String, Rejection> {
+    let (source, candidate) = match (username, email) {
+        (Some(u), _) => ("employee.username", u),
+        (None, Some(mail)) => (
+            "the local part of employee.email",
+            mail.rsplit_once('@')
+                .map(|(local, _)| local)
+                .unwrap_or(mail),
+        ),
+        (None, None) => {
+            return Err(Rejection::new(
+                "no user name: employee.username and employee.email are both absent",
+            ))
+        }
+    };
+    if candidate.is_empty() || candidate.len() > 64 {
+        return Err(Rejection::new(format!(
+            "{source} {:?} is not a valid IAM user name: it must be 1-64 characters",
+            truncate(candidate)
+        )));
+    }
+    // Checked before lower-casing, and ASCII-only: Unicode case folding would turn
+    // look-alikes such as U+212A KELVIN SIGN into a plain `k`.
+    if let Some(bad) = candidate.chars().find(|c| !is_iam_name_char(*c)) {
+        return Err(Rejection::new(format!(
+            "{source} {:?} is not a valid IAM user name: character {:?} is not one of A-Za-z0-9+=,.@_-",
+            truncate(candidate),
+            bad
+        )));
+    }
+    Ok(candidate.to_ascii_lowercase())
+}
+
+pub fn is_iam_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "+=,.@_-".contains(c)
+}
+
+/// Ids become IAM tag values, so they keep to a conservative subset of the tag charset.
+fn check_id(field: &str, v: &str) -> Result<(), Rejection> {
+    if v.is_empty() {
+        return Err(Rejection::new(format!("{field} is empty")));
+    }
+    if v.len() > MAX_ID_LEN {
+        return Err(Rejection::new(format!(
+            "{field} is longer than {MAX_ID_LEN} characters"
+        )));
+    }
+    if let Some(bad) = v
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "._:/=+-@".contains(*c)))
+    {
+        return Err(Rejection::new(format!(
+            "{field} {:?} has character {bad:?}; allowed: A-Za-z0-9._:/=+-@",
+            truncate(v)
+        )));
+    }
+    Ok(())
+}
+
+/// A deliberately plain address check: one `@`, a dotted domain, printable ASCII only.
+/// It keeps header injection and look-alike domains out of SES and tags.
+pub fn check_email(field: &str, v: &str) -> Result<(), Rejection> {
+    let bad = || {
+        Rejection::new(format!(
+            "{field} {:?} is not a valid email address",
+            truncate(v)
+        ))
+    };
+    if v.len() > 254 {
+        return Err(bad());
+    }
+    let (local, domain) = v.split_once('@').ok_or_else(bad)?;
+    let local_ok = !local.is_empty()
+        && local.len() <= 64
+        && local
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~.-".contains(c))
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..");
+    let domain_ok = domain.contains('.')
+        && domain.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    if local_ok && domain_ok {
+        Ok(())
+    } else {
+        Err(bad())
+    }
+}
+
+/// Free text (names, department): bounded and free of control characters, since it
+/// reaches a mail and the logs.
+fn check_text(field: &str, v: &str) -> Result<(), Rejection> {
+    if v.chars().count() > 128 {
+        return Err(Rejection::new(format!(
+            "{field} is longer than 128 characters"
+        )));
+    }
+    if v.chars().any(char::is_control) {
+        return Err(Rejection::new(format!(
+            "{field} contains control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Input echoed into an error is cut short, so a hostile body cannot flood the logs.
+fn truncate(s: &str) -> String {
+    const MAX: usize = 80;
+    if s.chars().count() <= MAX {
+        s.to_owned()
+    } else {
+        let mut t: String = s.chars().take(MAX).collect();
+        t.push('…');
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(employee: &str) -> String {
+        format!(
+            r#"{{"event_id":"ev-1","event_type":"employee.joined","occurred_at":"2026-11-22T09:00:00Z","employee":{employee}}}"#
+        )
+    }
+
+    const JANE: &str = r#"{"employee_id":"E1001","email":"jane.doe@example.com","username":"jane.doe","first_name":"Jane","last_name":"Doe","department":"engineering","manager_email":"lead@example.com"}"#;
+
+    #[test]
+    fn bare_event_parses_every_field() {
+        let ev = parse_body(&body(JANE)).unwrap();
+        assert_eq!(ev.event_id, "ev-1");
+        assert_eq!(ev.event_type, EventType::Joined);
+        assert_eq!(ev.user_name, "jane.doe");
+        assert_eq!(ev.employee.employee_id, "E1001");
+        assert_eq!(ev.employee.department.as_deref(), Some("engineering"));
+        assert_eq!(
+            ev.employee.manager_email.as_deref(),
+            Some("lead@example.com")
+        );
+        assert_eq!(ev.occurred_at_tag(), "2026-11-22T09:00:00Z");
+    }
+
+    #[test]
+    fn sns_and_eventbridge_envelopes_give_the_same_event() {
+        let bare = body(JANE);
+        let sns = serde_json::json!({"Type":"Notification","MessageId":"m","TopicArn":"arn:aws:sns:us-east-1:1:t","Message":bare}).to_string();
+        let inner: Value = serde_json::from_str(&bare).unwrap();
+        let eb = serde_json::json!({"version":"0","id":"x","detail-type":"employee.joined","source":"hr","detail":inner}).to_string();
+        let a = parse_body(&bare).unwrap();
+        assert_eq!(parse_body(&sns).unwrap(), a);
+        assert_eq!(parse_body(&eb).unwrap(), a);
+    }
+
+    #[test]
+    fn offsets_are_normalised_to_utc() {
+        let b = body(JANE).replace("2026-11-22T09:00:00Z", "2026-11-22T10:30:00+01:30");
+        assert_eq!(
+            parse_body(&b).unwrap().occurred_at_tag(),
+            "2026-11-22T09:00:00Z"
+        );
+    }
+
+    #[test]
+    fn name_defaults_to_lowercased_email_local_part() {
+        let ev = parse_body(&body(
+            r#"{"employee_id":"E1","email":"John.Smith@Example.com"}"#,
+        ))
+        .unwrap();
+        assert_eq!(ev.user_name, "john.smith");
+        let ev = parse_body(&body(
+            r#"{"employee_id":"E1","email":"a@b.co","username":"Mixed.Case"}"#,
+        ))
+        .unwrap();
+        assert_eq!(ev.user_name, "mixed.case");
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored() {
+        let ev = parse_body(&body(
+            r#"{"employee_id":"E1","email":"a@b.co","shoe_size":44}"#,
+        ));
+        assert!(ev.is_ok());
+    }
+
+    fn rejected(b: &str) -> Rejection {
+        match parse_body(b) {
+            Err(r) => r,
+            Ok(ev) => panic!("accepted: {ev:?}"),
+        }
+    }
+
+    #[test]
+    fn hostile_and_malformed_bodies_are_rejected_with_a_reason() {
+        let cases: Vec<(String, &str)> = vec![
+            ("not json".into(), "not valid JSON"),
+            ("".into(), "not valid JSON"),
+            ("[]".into(), "not a valid HR event"),
+            ("null".into(), "not a valid HR event"),
+            (
+                r#"{"event_type":"employee.joined"}"#.into(),
+                "missing field `event_id`",
+            ),
+            (body(r#"{"email":"a@b.co"}"#), "missing field `employee_id`"),
+            (
+                body(r#"{"employee_id":5,"email":"a@b.co"}"#),
+                "invalid type",
+            ),
+            (
+                body(r#"{"employee_id":"","email":"a@b.co"}"#),
+                "employee_id is empty",
+            ),
+            (body(r#"{"employee_id":"E1"}"#), "email is required"),
+            (
+                body(r#"{"employee_id":"E1","email":"no-at-sign"}"#),
+                "not a valid email",
+            ),
+            (
+                body(r#"{"employee_id":"E1","email":"a@b.co\r\nBcc: x@y.z"}"#),
+                "not a valid email",
+            ),
+            (
+                body(r#"{"employee_id":"E1","email":"a@b.co","username":""}"#),
+                "1-64",
+            ),
+            (
+                body(&format!(
+                    r#"{{"employee_id":"E1","email":"a@b.co","username":"{}"}}"#,
+                    "a".repeat(65)
+                )),
+                "1-64",
+            ),
+            (
+                body(r#"{"employee_id":"E1","email":"a@b.co","username":"ja\u212Ane"}"#),
+                "not one of",
+            ),
+            (
+                body(r#"{"employee_id":"E1","email":"a@b.co","username":"jаne"}"#),
+                "not one of",
+            ),
+            (
+                body(r#"{"employee_id":"E1","email":"a@b.co","username":"../admin"}"#),
+                "not one of",
+            ),
+            (
+                body(r#"{"employee_id":"E1","email":"a@b.co","username":"a/b"}"#),
+                "not one of",
+            ),
+            (
+                body(r#"{"employee_id":"E1","email":"a@b.co","username":"jane doe"}"#),
+                "not one of",
+            ),
+            (
+                body(r#"{"employee_id":"E1","email":"o'brien@b.co"}"#),
+                "not one of",
+            ),
+            (
+                body(r#"{"employee_id":"E1","email":"a@b.co","first_name":"x\u0000y"}"#),
+                "control",
+            ),
+            (
+                body(r#"{"employee_id":"E1","email":"a@b.co","username":null,"first_name":7}"#),
+                "invalid type",
+            ),
+        ];
+        for (b, want) in cases {
+            let r = rejected(&b);
+            assert!(
+                r.reason.contains(want),
+                "{b:?}: got {:?}, want {want:?}",
+                r.reason
+            );
+        }
+    }
+
+    #[test]
+    fn event_type_and_timestamp_rules() {
+        let b = body(JANE);
+        assert!(rejected(&b.replace("employee.joined", "employee.fired"))
+            .reason
+            .contains("unknown event_type"));
+        assert!(rejected(&b.replace("employee.joined", "employee.changed"))
+            .reason
+            .contains("reserved"));
+        assert!(rejected(&b.replace("2026-11-22T09:00:00Z", "yesterday"))
+            .reason
+            .contains("RFC 3339"));
+        assert!(
+            rejected(&b.replace("2026-11-22T09:00:00Z", "2026-11-22 09:00:00"))
+                .reason
+                .contains("RFC 3339")
+        );
+        // A left needs no email when a username is given.
+        let left = r#"{"event_id":"e","event_type":"employee.left","occurred_at":"2026-11-22T09:00:00Z","employee":{"employee_id":"E1","username":"jane.doe"}}"#;
+        assert_eq!(parse_body(left).unwrap().event_type, EventType::Left);
+        let nameless = r#"{"event_id":"e","event_type":"employee.left","occurred_at":"2026-11-22T09:00:00Z","employee":{"employee_id":"E1"}}"#;
+        assert!(rejected(nameless).reason.contains("no user name"));
+    }
+
+    #[test]
+    fn rejections_keep_the_identifiers_they_could_read() {
+        let r = rejected(&body(
+            r#"{"employee_id":"E77","email":"a@b.co","username":"x/y"}"#,
+        ));
+        assert_eq!(r.event_id.as_deref(), Some("ev-1"));
+        assert_eq!(r.employee_id.as_deref(), Some("E77"));
+        assert_eq!(r.event_type.as_deref(), Some("employee.joined"));
+    }
+
+    #[test]
+    fn oversized_and_deeply_nested_bodies_do_not_panic() {
+        let big = format!(r#"{{"pad":"{}"}}"#, "x".repeat(1024 * 1024));
+        assert!(rejected(&big).reason.contains("limit"));
+        let deep = "[".repeat(50_000);
+        assert!(rejected(&deep).reason.contains("not valid JSON"));
+        let ids = body(JANE).replace("ev-1", &"e".repeat(129));
+        assert!(rejected(&ids).reason.contains("longer than"));
+        assert!(rejected(&body(JANE).replace("ev-1", "ev 1"))
+            .reason
+            .contains("character"));
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused() {
+        let b = r#"{"event_id":"a","event_id":"b","event_type":"employee.joined","occurred_at":"2026-11-22T09:00:00Z","employee":{"employee_id":"E1","email":"a@b.co"}}"#;
+        assert!(rejected(b).reason.contains("duplicate field"));
+    }
+}

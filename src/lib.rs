@@ -1,0 +1,13 @@
+//! hr-iam-provisioner: HR joiner and leaver events on SQS become IAM users whose
+//! credentials live only in Secrets Manager.
+//!
+//! The flow of one record: [`event`] parses, [`aws::read`] reads what AWS holds,
+//! [`plan`] (pure) decides the missing steps, [`apply`] makes them, [`audit`] logs
+//! one line. [`batch`] runs the records of an invocation.
+
+pub mod config;
+pub mod event;
+pub mod password;
+pub mod plan;
+pub mod rules;
+pub mod state;

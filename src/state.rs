@@ -1,0 +1,202 @@
+//! What AWS holds about one user: the planner's only input besides the event and
+//! the rule. Secret values are not in here; the planner sees only what the secret
+//! holds (a view), never the values themselves.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::password::Secret;
+
+pub const TAG_EMPLOYEE_ID: &str = "hr:employee-id";
+pub const TAG_MANAGED_BY: &str = "hr:managed-by";
+pub const MANAGED_BY: &str = "hr-provisioner";
+pub const TAG_STATUS: &str = "hr:status";
+pub const STATUS_ACTIVE: &str = "active";
+pub const STATUS_RETIRED: &str = "retired";
+pub const TAG_LAST_EVENT_AT: &str = "hr:last-event-at";
+pub const TAG_LAST_EVENT_ID: &str = "hr:last-event-id";
+/// Extension: the joiner event whose welcome mail was sent (one mail per joiner event).
+pub const TAG_WELCOME_EVENT: &str = "hr:welcome-event";
+/// The inline policy a leaver puts on first: it stops every key and session at once.
+pub const DENY_ALL_POLICY: &str = "hr-provisioner-deny-all";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserInfo {
+    pub name: String,
+    pub path: String,
+    pub tags: BTreeMap<String, String>,
+    pub boundary_arn: Option<String>,
+}
+
+impl UserInfo {
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags.get(key).map(String::as_str)
+    }
+}
+
+/// The result of looking a name up in IAM, which compares names case-insensitively.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    Absent,
+    /// A user whose name differs only in case holds the name.
+    Clash {
+        existing: String,
+    },
+    Found(UserInfo),
+}
+
+/// Everything attached to a user. Only what the event type needs is read; the rest
+/// stays empty.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Attachments {
+    pub groups: BTreeSet<String>,
+    pub attached_policies: BTreeSet<String>,
+    pub inline_policies: BTreeSet<String>,
+    pub login_profile: bool,
+    pub access_keys: Vec<String>,
+    /// MFA serial numbers; virtual devices have ARN serials.
+    pub mfa_devices: Vec<String>,
+    /// Unassigned virtual MFA devices named for this user, left by a crash between
+    /// deactivating and deleting them.
+    pub orphan_virtual_mfa: Vec<String>,
+    pub ssh_keys: Vec<String>,
+    pub signing_certs: Vec<String>,
+    pub service_credentials: Vec<String>,
+}
+
+/// What the secret holds, without the values.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SecretView {
+    /// False when the value is not the JSON we write: it is then rewritten whole.
+    pub readable: bool,
+    pub user_name: Option<String>,
+    pub signin_url: Option<String>,
+    pub has_password: bool,
+    pub password_pending: bool,
+    pub access_key_id: Option<String>,
+    pub has_secret_key: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretState {
+    /// Not read (a brand-new user): written optimistically, whatever is there.
+    Unknown,
+    Absent,
+    /// Scheduled for deletion: must be restored before it can be written.
+    Scheduled,
+    Present(SecretView),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserState {
+    pub lookup: Lookup,
+    pub attachments: Attachments,
+    pub secret: SecretState,
+}
+
+impl UserState {
+    pub fn absent() -> Self {
+        UserState {
+            lookup: Lookup::Absent,
+            attachments: Attachments::default(),
+            secret: SecretState::Unknown,
+        }
+    }
+}
+
+/// The secret's value (contract section 3), with the project's extra fields.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretDoc {
+    pub user_name: String,
+    pub signin_url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_secret")]
+    pub password: Option<Secret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_secret")]
+    pub secret_access_key: Option<Secret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub employee_id: Option<String>,
+    /// Set while a password is stored but not yet applied to an existing login
+    /// profile, so a crash in between is finished by the next run.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub password_pending: bool,
+}
+
+impl std::fmt::Debug for SecretDoc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretDoc")
+            .field("user_name", &self.user_name)
+            .field("has_password", &self.password.is_some())
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SecretDoc {
+    pub fn parse(s: &str) -> Option<SecretDoc> {
+        serde_json::from_str(s).ok()
+    }
+
+    pub fn to_json(&self) -> String {
+        // Serialising a struct of strings and bools cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    pub fn view(&self) -> SecretView {
+        SecretView {
+            readable: true,
+            user_name: Some(self.user_name.clone()),
+            signin_url: Some(self.signin_url.clone()),
+            has_password: self.password.is_some(),
+            password_pending: self.password_pending,
+            access_key_id: self.access_key_id.clone(),
+            has_secret_key: self.secret_access_key.is_some(),
+        }
+    }
+}
+
+mod opt_secret {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::password::Secret;
+
+    pub fn serialize<S: Serializer>(v: &Option<Secret>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(secret) => s.serialize_str(secret.expose()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
+        Ok(Option::<String>::deserialize(d)?.map(Secret::new))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_doc_round_trips_and_debug_hides_values() {
+        let doc = SecretDoc {
+            user_name: "jane.doe".into(),
+            signin_url: "https://x.signin.aws.amazon.com/console".into(),
+            password: Some(Secret::new("Pa55word!xyz".into())),
+            access_key_id: Some("AKIAEXAMPLE".into()),
+            secret_access_key: Some(Secret::new("wJalrXUtnFEMI".into())),
+            employee_id: Some("E1".into()),
+            password_pending: false,
+        };
+        let json = doc.to_json();
+        assert!(json.contains("\"password\":\"Pa55word!xyz\""));
+        assert!(!json.contains("password_pending"));
+        assert_eq!(SecretDoc::parse(&json).unwrap(), doc);
+        let dbg = format!("{doc:?}");
+        assert!(!dbg.contains("Pa55word") && !dbg.contains("wJalr"));
+        let minimal = SecretDoc::parse(r#"{"user_name":"a","signin_url":"u"}"#).unwrap();
+        assert!(minimal.password.is_none() && !minimal.view().has_password);
+        assert!(SecretDoc::parse("garbage").is_none());
+    }
+}
