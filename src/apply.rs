@@ -1,0 +1,236 @@
+//! Executes a plan, stage by stage, through the AWS adapters. It holds the secret
+//! values the plan refers to (the vault) and records every change made.
+
+use std::sync::{Arc, Mutex};
+
+use futures::future::try_join_all;
+
+use crate::aws::iam::Iam;
+use crate::aws::mail::{compose, Mailer};
+use crate::aws::secrets::Secrets;
+use crate::aws::{AwsError, Budget, Retry};
+use crate::config::Config;
+use crate::event::HrEvent;
+use crate::password::Secret;
+use crate::plan::{Cred, Plan, SecretHow, SecretWrite, Step};
+use crate::state::{SecretDoc, MANAGED_BY, TAG_EMPLOYEE_ID, TAG_MANAGED_BY};
+
+/// The three AWS services, behind their adapters.
+#[derive(Clone)]
+pub struct Services {
+    pub iam: Iam,
+    pub secrets: Secrets,
+    pub mailer: Mailer,
+}
+
+/// A hook for fault-injection tests: called after each change is made; `true`
+/// stops the record there, as a crash of the process would.
+pub trait Faults: Send + Sync {
+    fn crash_after(&self, action: &str) -> bool;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+    #[error("stopped by fault injection after {0}")]
+    Crash(String),
+    #[error("internal: {0}")]
+    Internal(&'static str),
+}
+
+/// The changes made so far, shared so that a record cut short by its deadline
+/// still reports them.
+#[derive(Clone, Default)]
+pub struct ActionLog(Arc<Mutex<Vec<String>>>);
+
+impl ActionLog {
+    pub fn push(&self, action: String) {
+        if let Ok(mut v) = self.0.lock() {
+            v.push(action);
+        }
+    }
+    pub fn take(&self) -> Vec<String> {
+        self.0.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.lock().map(|v| v.is_empty()).unwrap_or(true)
+    }
+}
+
+/// Credential values of one run: what the secret held, what was generated.
+#[derive(Default)]
+pub struct Vault {
+    /// The secret's value as last read or written.
+    pub current: Option<SecretDoc>,
+    pub new_password: Option<Secret>,
+    pub created_key: Option<(String, Secret)>,
+}
+
+pub struct Applier<'a> {
+    pub services: &'a Services,
+    pub config: &'a Config,
+    pub event: &'a HrEvent,
+    pub signin_url: &'a str,
+    pub budget: Budget,
+    pub log: &'a ActionLog,
+    pub faults: Option<&'a dyn Faults>,
+    pub vault: Mutex<Vault>,
+}
+
+impl Applier<'_> {
+    pub async fn apply(&self, plan: &Plan) -> Result<(), ApplyError> {
+        // Right after CreateUser, IAM may not see the user yet for a moment.
+        let mut retry = Retry::Safe;
+        for stage in &plan.stages {
+            try_join_all(stage.iter().map(|step| self.step(step, retry))).await?;
+            if stage.iter().any(|s| matches!(s, Step::CreateUser { .. })) {
+                retry = Retry::AfterCreate;
+            }
+        }
+        Ok(())
+    }
+
+    fn made(&self, action: String) -> Result<(), ApplyError> {
+        let crash = self.faults.is_some_and(|f| f.crash_after(&action));
+        self.log.push(action.clone());
+        if crash {
+            return Err(ApplyError::Crash(action));
+        }
+        Ok(())
+    }
+
+    async fn step(&self, step: &Step, retry: Retry) -> Result<(), ApplyError> {
+        let (iam, b, user) = (&self.services.iam, &self.budget, self.event.user_name.as_str());
+        let name = step.to_string();
+        match step {
+            Step::CreateUser { tags, boundary_arn } => {
+                iam.create_user(user, &self.config.user_path, tags, boundary_arn.as_deref(), b).await?
+            }
+            Step::TagUser { tags } => iam.tag_user(user, tags, retry, b).await?,
+            Step::PutBoundary { arn } => iam.put_boundary(user, arn, retry, b).await?,
+            Step::PutDenyAll => iam.put_deny_all(user, b).await?,
+            Step::DeleteInlinePolicy { name } => iam.delete_user_policy(user, name, b).await?,
+            Step::AddToGroup { group } => iam.add_to_group(user, group, retry, b).await?,
+            Step::RemoveFromGroup { group } => iam.remove_from_group(user, group, b).await?,
+            Step::AttachPolicy { arn } => iam.attach_policy(user, arn, retry, b).await?,
+            Step::DetachPolicy { arn } => iam.detach_policy(user, arn, b).await?,
+            Step::DeleteAccessKey { id } => iam.delete_access_key(user, id, b).await?,
+            Step::CreateAccessKey => {
+                let key = iam.create_access_key(user, b).await?;
+                self.with_vault(|v| v.created_key = Some(key))?;
+            }
+            Step::WriteSecret(w) => return self.write_secret(w).await,
+            Step::CreateLoginProfile => {
+                let pw = self.stored_password()?;
+                let made = iam.create_login_profile(user, &pw, retry, b).await?;
+                return self.made(made.to_owned());
+            }
+            Step::UpdateLoginProfile => {
+                let pw = self.stored_password()?;
+                iam.update_login_profile(user, &pw, b).await?;
+            }
+            Step::DeleteLoginProfile => iam.delete_login_profile(user, b).await?,
+            Step::DeactivateMfa { serial } => iam.deactivate_mfa(user, serial, b).await?,
+            Step::DeleteVirtualMfa { serial } => iam.delete_virtual_mfa(serial, b).await?,
+            Step::DeleteSshKey { id } => iam.delete_ssh_key(user, id, b).await?,
+            Step::DeleteSigningCert { id } => iam.delete_signing_cert(user, id, b).await?,
+            Step::DeleteServiceCredential { id } => iam.delete_service_credential(user, id, b).await?,
+            Step::ScheduleSecretDeletion { recovery_days } => {
+                let secret = self.config.secret_name(user);
+                self.services.secrets.schedule_deletion(&secret, *recovery_days, b).await?
+            }
+            Step::SendWelcome => {
+                let to = self
+                    .event
+                    .employee
+                    .email
+                    .as_deref()
+                    .ok_or(ApplyError::Internal("joiner without email"))?;
+                let mail = compose(user, self.signin_url, self.event.employee.first_name.as_deref());
+                self.services.mailer.send(to, &mail, b).await?
+            }
+            Step::DeleteUser => iam.delete_user(user, b).await?,
+        }
+        self.made(name)
+    }
+
+    fn with_vault<T>(&self, f: impl FnOnce(&mut Vault) -> T) -> Result<T, ApplyError> {
+        self.vault
+            .lock()
+            .map(|mut v| f(&mut v))
+            .map_err(|_| ApplyError::Internal("vault lock poisoned"))
+    }
+
+    /// The password the secret holds now: login profiles are only ever set to it.
+    fn stored_password(&self) -> Result<Secret, ApplyError> {
+        self.with_vault(|v| v.current.as_ref().and_then(|d| d.password.clone()))?
+            .ok_or(ApplyError::Internal("no stored password to apply"))
+    }
+
+    async fn write_secret(&self, w: &SecretWrite) -> Result<(), ApplyError> {
+        let user = self.event.user_name.as_str();
+        let doc = self.with_vault(|v| -> Result<SecretDoc, ApplyError> {
+            let old = v.current.clone().unwrap_or_default();
+            let password = match w.password {
+                Cred::Keep => old.password.clone(),
+                Cred::Drop => None,
+                Cred::New => Some(
+                    v.new_password
+                        .clone()
+                        .ok_or(ApplyError::Internal("no generated password"))?,
+                ),
+            };
+            let (access_key_id, secret_access_key) = match w.key {
+                Cred::Keep => (old.access_key_id.clone(), old.secret_access_key.clone()),
+                Cred::Drop => (None, None),
+                Cred::New => {
+                    let (id, secret) = v
+                        .created_key
+                        .clone()
+                        .ok_or(ApplyError::Internal("no created key"))?;
+                    (Some(id), Some(secret))
+                }
+            };
+            Ok(SecretDoc {
+                user_name: user.to_owned(),
+                signin_url: self.signin_url.to_owned(),
+                password,
+                access_key_id,
+                secret_access_key,
+                employee_id: Some(self.event.employee.employee_id.clone()),
+                password_pending: w.password_pending,
+            })
+        })??;
+        let secrets = &self.services.secrets;
+        let name = self.config.secret_name(user);
+        let tags = [
+            (TAG_EMPLOYEE_ID.to_owned(), self.event.employee.employee_id.clone()),
+            (TAG_MANAGED_BY.to_owned(), MANAGED_BY.to_owned()),
+            ("hr:user-name".to_owned(), user.to_owned()),
+        ];
+        let b = &self.budget;
+        let made: Vec<&'static str> = match w.how {
+            SecretHow::CreateOrReplace => secrets.create_or_replace(&name, &doc, &tags, b).await?,
+            SecretHow::Create => {
+                secrets.create(&name, &doc, &tags, b).await?;
+                vec!["CreateSecret"]
+            }
+            SecretHow::Put => {
+                secrets.put(&name, &doc, b).await?;
+                vec!["PutSecretValue"]
+            }
+            SecretHow::Restore => {
+                secrets.restore(&name, b).await?;
+                self.made("RestoreSecret".into())?;
+                secrets.put(&name, &doc, b).await?;
+                vec!["PutSecretValue"]
+            }
+        };
+        self.with_vault(|v| v.current = Some(doc))?;
+        for m in made {
+            self.made(m.to_owned())?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,254 @@
+//! The SQS batch: records run concurrently (bounded), except that records of one
+//! FIFO message group, or naming one user, run one after another in batch order.
+//! A record that fails stops the rest of its FIFO group. The answer lists exactly
+//! the records that were not fully applied.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use futures::{FutureExt, StreamExt};
+use tokio::time::Instant;
+
+use crate::apply::ActionLog;
+use crate::audit::{emit, emit_metrics, AuditLine, Outcome};
+use crate::aws::Budget;
+use crate::event::{parse_body, HrEvent, Rejection};
+use crate::service::{Provisioner, Report};
+
+/// Time kept back from the Lambda deadline to log, count and answer.
+const MARGIN: Duration = Duration::from_millis(1500);
+/// Used when the runtime gives no deadline (tests, tools).
+const DEFAULT_TIME: Duration = Duration::from_secs(60);
+
+struct Record {
+    index: usize,
+    message_id: String,
+    group: Option<String>,
+    parsed: Result<HrEvent, Rejection>,
+}
+
+/// Turns the runtime's deadline (epoch milliseconds) into the records' deadline.
+pub fn deadline_from(deadline_ms: u64) -> Instant {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default();
+    let left = if deadline_ms > now_ms {
+        Duration::from_millis(deadline_ms - now_ms).saturating_sub(MARGIN)
+    } else {
+        DEFAULT_TIME
+    };
+    Instant::now() + left
+}
+
+/// Groups record indexes into lanes that must run in order: connected by a shared
+/// FIFO message group or a shared user name.
+fn lanes(records: &[Record]) -> Vec<Vec<usize>> {
+    let mut parent: Vec<usize> = (0..records.len()).collect();
+    fn root(p: &mut [usize], mut i: usize) -> usize {
+        while p[i] != i {
+            p[i] = p[p[i]];
+            i = p[i];
+        }
+        i
+    }
+    let mut first: HashMap<String, usize> = HashMap::new();
+    for r in records {
+        let keys = [
+            r.group.as_ref().map(|g| format!("group:{g}")),
+            r.parsed.as_ref().ok().map(|e| format!("user:{}", e.user_name)),
+        ];
+        for key in keys.into_iter().flatten() {
+            match first.get(&key) {
+                Some(&j) => {
+                    let (a, b) = (root(&mut parent, r.index), root(&mut parent, j));
+                    parent[a.max(b)] = a.min(b);
+                }
+                None => {
+                    first.insert(key, r.index);
+                }
+            }
+        }
+    }
+    let mut by_root: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for i in 0..records.len() {
+        let r = root(&mut parent, i);
+        by_root.entry(r).or_default().push(i);
+    }
+    by_root.into_values().collect()
+}
+
+impl Provisioner {
+    pub async fn handle_batch(&self, event: SqsEvent, function_arn: &str, deadline: Instant) -> SqsBatchResponse {
+        let records: Vec<Record> = event
+            .records
+            .into_iter()
+            .enumerate()
+            .map(|(index, m)| to_record(index, m))
+            .collect();
+        let lanes = lanes(&records);
+        let results: Vec<(usize, Outcome)> = futures::stream::iter(lanes)
+            .map(|lane| self.run_lane(&records, lane, function_arn, deadline))
+            .buffer_unordered(self.config.max_concurrency)
+            .flat_map(futures::stream::iter)
+            .collect()
+            .await;
+
+        let mut counts: BTreeMap<Outcome, u64> = BTreeMap::new();
+        let mut failed: Vec<usize> = Vec::new();
+        for (i, o) in results {
+            *counts.entry(o).or_default() += 1;
+            if o.is_failure() {
+                failed.push(i);
+            }
+        }
+        emit_metrics(&counts);
+        failed.sort_unstable();
+        let mut resp = SqsBatchResponse::default();
+        resp.batch_item_failures = failed
+            .into_iter()
+            .map(|i| {
+                let mut f = BatchItemFailure::default();
+                f.item_identifier = records[i].message_id.clone();
+                f
+            })
+            .collect();
+        resp
+    }
+
+    async fn run_lane(&self, records: &[Record], lane: Vec<usize>, arn: &str, deadline: Instant) -> Vec<(usize, Outcome)> {
+        let mut failed_groups: HashSet<&str> = HashSet::new();
+        let mut out = Vec::with_capacity(lane.len());
+        for i in lane {
+            let r = &records[i];
+            let log = ActionLog::default();
+            let blocked = r.group.as_deref().filter(|g| failed_groups.contains(g));
+            let report = match (blocked, &r.parsed) {
+                (Some(g), _) => Report {
+                    outcome: Outcome::Failed,
+                    reason: Some(format!(
+                        "not applied: an earlier record of FIFO message group {g} failed in this batch"
+                    )),
+                    planned: Vec::new(),
+                },
+                (None, Err(rej)) => Report {
+                    outcome: Outcome::Rejected,
+                    reason: Some(rej.reason.clone()),
+                    planned: Vec::new(),
+                },
+                (None, Ok(ev)) => self.run_record(ev, arn, deadline, &log).await,
+            };
+            if report.outcome.is_failure() {
+                if let Some(g) = r.group.as_deref() {
+                    failed_groups.insert(g);
+                }
+            }
+            emit(&audit_line(r, &report, &log, self.config.dry_run));
+            out.push((i, report.outcome));
+        }
+        out
+    }
+
+    /// One record, isolated: a panic or the deadline fails this record only.
+    async fn run_record(&self, ev: &HrEvent, arn: &str, deadline: Instant, log: &ActionLog) -> Report {
+        let work = AssertUnwindSafe(self.process(ev, arn, Budget::until(deadline), log)).catch_unwind();
+        match tokio::time::timeout_at(deadline, work).await {
+            Ok(Ok(report)) => report,
+            Ok(Err(_)) => Report {
+                outcome: Outcome::Failed,
+                reason: Some("internal error: the record's handler panicked".into()),
+                planned: Vec::new(),
+            },
+            Err(_) => Report {
+                outcome: Outcome::Failed,
+                reason: Some("the invocation's deadline was reached".into()),
+                planned: Vec::new(),
+            },
+        }
+    }
+}
+
+fn to_record(index: usize, m: SqsMessage) -> Record {
+    let message_id = m.message_id.clone().unwrap_or_default();
+    let group = m.attributes.get("MessageGroupId").cloned();
+    let parsed = match m.body.as_deref() {
+        Some(body) => parse_body(body),
+        None => parse_body(""),
+    };
+    Record {
+        index,
+        message_id,
+        group,
+        parsed,
+    }
+}
+
+fn audit_line(r: &Record, report: &Report, log: &ActionLog, dry_run: bool) -> AuditLine {
+    let (event_id, event_type, employee_id, user_name) = match &r.parsed {
+        Ok(e) => (
+            Some(e.event_id.clone()),
+            Some(e.event_type.as_str().to_owned()),
+            Some(e.employee.employee_id.clone()),
+            Some(e.user_name.clone()),
+        ),
+        Err(rej) => (
+            rej.event_id.clone(),
+            rej.event_type.clone(),
+            rej.employee_id.clone(),
+            rej.user_name.clone(),
+        ),
+    };
+    let actions = if report.outcome == Outcome::Planned {
+        report.planned.clone()
+    } else {
+        log.take()
+    };
+    AuditLine {
+        audit: true,
+        message_id: r.message_id.clone(),
+        event_id,
+        event_type,
+        employee_id,
+        user_name,
+        outcome: report.outcome,
+        actions,
+        reason: report.reason.clone(),
+        dry_run: dry_run.then_some(true),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(index: usize, group: Option<&str>, user: Option<&str>) -> Record {
+        let parsed = match user {
+            Some(u) => parse_body(&format!(
+                r#"{{"event_id":"e{index}","event_type":"employee.joined","occurred_at":"2026-11-22T09:00:00Z","employee":{{"employee_id":"E","email":"{u}@x.io"}}}}"#
+            )),
+            None => parse_body("garbage"),
+        };
+        Record {
+            index,
+            message_id: format!("m{index}"),
+            group: group.map(str::to_owned),
+            parsed,
+        }
+    }
+
+    #[test]
+    fn lanes_join_groups_and_users() {
+        let rs = vec![
+            rec(0, Some("g1"), Some("a")),
+            rec(1, None, Some("b")),
+            rec(2, Some("g2"), Some("a")),
+            rec(3, Some("g2"), Some("c")),
+            rec(4, None, None),
+            rec(5, None, Some("b")),
+            rec(6, Some("g3"), None),
+        ];
+        assert_eq!(lanes(&rs), vec![vec![0, 2, 3], vec![1, 5], vec![4], vec![6]]);
+    }
+}
