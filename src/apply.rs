@@ -101,11 +101,22 @@ impl Applier<'_> {
     }
 
     async fn step(&self, step: &Step, retry: Retry) -> Result<(), ApplyError> {
-        let (iam, b, user) = (&self.services.iam, &self.budget, self.event.user_name.as_str());
+        let (iam, b, user) = (
+            &self.services.iam,
+            &self.budget,
+            self.event.user_name.as_str(),
+        );
         let name = step.to_string();
         match step {
             Step::CreateUser { tags, boundary_arn } => {
-                iam.create_user(user, &self.config.user_path, tags, boundary_arn.as_deref(), b).await?
+                iam.create_user(
+                    user,
+                    &self.config.user_path,
+                    tags,
+                    boundary_arn.as_deref(),
+                    b,
+                )
+                .await?
             }
             Step::TagUser { tags } => iam.tag_user(user, tags, retry, b).await?,
             Step::PutBoundary { arn } => iam.put_boundary(user, arn, retry, b).await?,
@@ -135,10 +146,15 @@ impl Applier<'_> {
             Step::DeleteVirtualMfa { serial } => iam.delete_virtual_mfa(serial, b).await?,
             Step::DeleteSshKey { id } => iam.delete_ssh_key(user, id, b).await?,
             Step::DeleteSigningCert { id } => iam.delete_signing_cert(user, id, b).await?,
-            Step::DeleteServiceCredential { id } => iam.delete_service_credential(user, id, b).await?,
+            Step::DeleteServiceCredential { id } => {
+                iam.delete_service_credential(user, id, b).await?
+            }
             Step::ScheduleSecretDeletion { recovery_days } => {
                 let secret = self.config.secret_name(user);
-                self.services.secrets.schedule_deletion(&secret, *recovery_days, b).await?
+                self.services
+                    .secrets
+                    .schedule_deletion(&secret, *recovery_days, b)
+                    .await?
             }
             Step::SendWelcome => {
                 let to = self
@@ -147,7 +163,11 @@ impl Applier<'_> {
                     .email
                     .as_deref()
                     .ok_or(ApplyError::Internal("joiner without email"))?;
-                let mail = compose(user, self.signin_url, self.event.employee.first_name.as_deref());
+                let mail = compose(
+                    user,
+                    self.signin_url,
+                    self.event.employee.first_name.as_deref(),
+                );
                 self.services.mailer.send(to, &mail, b).await?
             }
             Step::DeleteUser => iam.delete_user(user, b).await?,
@@ -205,7 +225,10 @@ impl Applier<'_> {
         let secrets = &self.services.secrets;
         let name = self.config.secret_name(user);
         let tags = [
-            (TAG_EMPLOYEE_ID.to_owned(), self.event.employee.employee_id.clone()),
+            (
+                TAG_EMPLOYEE_ID.to_owned(),
+                self.event.employee.employee_id.clone(),
+            ),
             (TAG_MANAGED_BY.to_owned(), MANAGED_BY.to_owned()),
             ("hr:user-name".to_owned(), user.to_owned()),
         ];

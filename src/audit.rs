@@ -111,7 +111,16 @@ mod tests {
         let v = metrics_json(&c, 1);
         assert_eq!(v["applied"], 3);
         assert_eq!(v["failed"], 0);
-        assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Namespace"], "HrProvisioner");
-        assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().unwrap().len(), 6);
+        assert_eq!(
+            v["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+            "HrProvisioner"
+        );
+        assert_eq!(
+            v["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+                .as_array()
+                .unwrap()
+                .len(),
+            6
+        );
     }
 }

@@ -58,7 +58,10 @@ fn lanes(records: &[Record]) -> Vec<Vec<usize>> {
     for r in records {
         let keys = [
             r.group.as_ref().map(|g| format!("group:{g}")),
-            r.parsed.as_ref().ok().map(|e| format!("user:{}", e.user_name)),
+            r.parsed
+                .as_ref()
+                .ok()
+                .map(|e| format!("user:{}", e.user_name)),
         ];
         for key in keys.into_iter().flatten() {
             match first.get(&key) {
@@ -81,7 +84,12 @@ fn lanes(records: &[Record]) -> Vec<Vec<usize>> {
 }
 
 impl Provisioner {
-    pub async fn handle_batch(&self, event: SqsEvent, function_arn: &str, deadline: Instant) -> SqsBatchResponse {
+    pub async fn handle_batch(
+        &self,
+        event: SqsEvent,
+        function_arn: &str,
+        deadline: Instant,
+    ) -> SqsBatchResponse {
         let records: Vec<Record> = event
             .records
             .into_iter()
@@ -118,7 +126,13 @@ impl Provisioner {
         resp
     }
 
-    async fn run_lane(&self, records: &[Record], lane: Vec<usize>, arn: &str, deadline: Instant) -> Vec<(usize, Outcome)> {
+    async fn run_lane(
+        &self,
+        records: &[Record],
+        lane: Vec<usize>,
+        arn: &str,
+        deadline: Instant,
+    ) -> Vec<(usize, Outcome)> {
         let mut failed_groups: HashSet<&str> = HashSet::new();
         let mut out = Vec::with_capacity(lane.len());
         for i in lane {
@@ -152,8 +166,15 @@ impl Provisioner {
     }
 
     /// One record, isolated: a panic or the deadline fails this record only.
-    async fn run_record(&self, ev: &HrEvent, arn: &str, deadline: Instant, log: &ActionLog) -> Report {
-        let work = AssertUnwindSafe(self.process(ev, arn, Budget::until(deadline), log)).catch_unwind();
+    async fn run_record(
+        &self,
+        ev: &HrEvent,
+        arn: &str,
+        deadline: Instant,
+        log: &ActionLog,
+    ) -> Report {
+        let work =
+            AssertUnwindSafe(self.process(ev, arn, Budget::until(deadline), log)).catch_unwind();
         match tokio::time::timeout_at(deadline, work).await {
             Ok(Ok(report)) => report,
             Ok(Err(_)) => Report {
@@ -249,6 +270,9 @@ mod tests {
             rec(5, None, Some("b")),
             rec(6, Some("g3"), None),
         ];
-        assert_eq!(lanes(&rs), vec![vec![0, 2, 3], vec![1, 5], vec![4], vec![6]]);
+        assert_eq!(
+            lanes(&rs),
+            vec![vec![0, 2, 3], vec![1, 5], vec![4], vec![6]]
+        );
     }
 }

@@ -5,16 +5,16 @@
 //! [`plan`] (pure) decides the missing steps, [`apply`] makes them, [`audit`] logs
 //! one line. [`batch`] runs the records of an invocation.
 
-pub mod config;
-pub mod event;
-pub mod password;
-pub mod plan;
-pub mod rules;
-pub mod state;
 pub mod apply;
 pub mod audit;
 pub mod aws;
 pub mod batch;
+pub mod config;
+pub mod event;
 pub mod logging;
+pub mod password;
+pub mod plan;
+pub mod rules;
 pub mod service;
+pub mod state;
 pub mod wiring;

@@ -60,12 +60,25 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, _: &FmtContext<'_, S, N>, mut w: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+    fn format_event(
+        &self,
+        _: &FmtContext<'_, S, N>,
+        mut w: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
         let mut map = Map::new();
-        let now = time::OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default();
+        let now = time::OffsetDateTime::now_utc()
+            .format(&Rfc3339)
+            .unwrap_or_default();
         map.insert("timestamp".into(), Value::String(now));
-        map.insert("level".into(), Value::String(event.metadata().level().to_string()));
-        map.insert("target".into(), Value::String(event.metadata().target().to_owned()));
+        map.insert(
+            "level".into(),
+            Value::String(event.metadata().level().to_string()),
+        );
+        map.insert(
+            "target".into(),
+            Value::String(event.metadata().target().to_owned()),
+        );
         event.record(&mut Fields(&mut map));
         writeln!(w, "{}", Value::Object(map))
     }
@@ -77,8 +90,10 @@ pub fn filter() -> EnvFilter {
     let base = std::env::var("RUST_LOG")
         .or_else(|_| std::env::var("AWS_LAMBDA_LOG_LEVEL").map(|l| l.to_ascii_lowercase()))
         .unwrap_or_else(|_| "info".into());
-    EnvFilter::try_new(format!("aws_smithy_runtime=warn,aws_config=warn,hyper=warn,{base}"))
-        .unwrap_or_else(|_| EnvFilter::new("info"))
+    EnvFilter::try_new(format!(
+        "aws_smithy_runtime=warn,aws_config=warn,hyper=warn,{base}"
+    ))
+    .unwrap_or_else(|_| EnvFilter::new("info"))
 }
 
 /// A subscriber writing JSON lines to `writer` (stdout in the function).

@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::OnceCell;
 
-use crate::apply::{ActionLog, ApplyError, Applier, Faults, Services, Vault};
+use crate::apply::{ActionLog, Applier, ApplyError, Faults, Services, Vault};
 use crate::audit::Outcome;
 use crate::aws::iam::Depth;
 use crate::aws::{AwsError, Budget, ErrorKind};
@@ -92,11 +92,21 @@ impl Provisioner {
     }
 
     /// Reads what AWS holds about the event's user.
-    async fn read(&self, ev: &HrEvent, b: &Budget) -> Result<(UserState, Option<SecretDoc>), AwsError> {
+    async fn read(
+        &self,
+        ev: &HrEvent,
+        b: &Budget,
+    ) -> Result<(UserState, Option<SecretDoc>), AwsError> {
         let iam = &self.services.iam;
         let lookup = iam.lookup(&ev.user_name, b).await?;
         if !matches!(lookup, Lookup::Found(_)) {
-            return Ok((UserState { lookup, ..UserState::absent() }, None));
+            return Ok((
+                UserState {
+                    lookup,
+                    ..UserState::absent()
+                },
+                None,
+            ));
         }
         let depth = match ev.event_type {
             EventType::Joined => Depth::Joiner,
@@ -118,16 +128,31 @@ impl Provisioner {
     }
 
     /// Brings AWS in line with one event. Changes made are pushed to `log`.
-    pub async fn process(&self, ev: &HrEvent, function_arn: &str, b: Budget, log: &ActionLog) -> Report {
+    pub async fn process(
+        &self,
+        ev: &HrEvent,
+        function_arn: &str,
+        b: Budget,
+        log: &ActionLog,
+    ) -> Report {
         match self.converge(ev, function_arn, b, log).await {
             Ok(r) => r,
             Err(e) => Report::new(Outcome::Failed, Some(e.to_string())),
         }
     }
 
-    async fn converge(&self, ev: &HrEvent, function_arn: &str, b: Budget, log: &ActionLog) -> Result<Report, ApplyError> {
+    async fn converge(
+        &self,
+        ev: &HrEvent,
+        function_arn: &str,
+        b: Budget,
+        log: &ActionLog,
+    ) -> Result<Report, ApplyError> {
         let signin_url = self.signin_url(function_arn, &b).await?;
-        let rule = self.config.rules.for_department(ev.employee.department.as_deref());
+        let rule = self
+            .config
+            .rules
+            .for_department(ev.employee.department.as_deref());
         let cx = Context {
             config: &self.config,
             rule,
@@ -138,7 +163,9 @@ impl Provisioner {
             let p = match plan(ev, &cx, &state) {
                 Verdict::Stale(why) => return Ok(Report::new(Outcome::Stale, Some(why))),
                 Verdict::Rejected(why) => return Ok(Report::new(Outcome::Rejected, Some(why))),
-                Verdict::Unchanged(_) if log.is_empty() => return Ok(Report::new(Outcome::Unchanged, None)),
+                Verdict::Unchanged(_) if log.is_empty() => {
+                    return Ok(Report::new(Outcome::Unchanged, None))
+                }
                 Verdict::Unchanged(_) => return Ok(Report::new(Outcome::Applied, None)),
                 Verdict::Apply(p) => p,
             };
@@ -147,7 +174,10 @@ impl Provisioner {
                 r.planned = p.action_names();
                 return Ok(r);
             }
-            let new_password = if p.steps().any(|s| matches!(s, Step::WriteSecret(w) if w.password == Cred::New)) {
+            let new_password = if p
+                .steps()
+                .any(|s| matches!(s, Step::WriteSecret(w) if w.password == Cred::New))
+            {
                 Some(generate_default(self.password_policy(&b).await?))
             } else {
                 None

@@ -28,17 +28,21 @@ pub async fn sdk_config() -> SdkConfig {
         .await
 }
 
-pub fn services(sdk: &SdkConfig, config: &Config) -> Services {
-    // Only an emulator endpoint may lack an API; real AWS never does.
-    let emulator = std::env::var_os("AWS_ENDPOINT_URL").is_some()
-        || std::env::var_os("AWS_ENDPOINT_URL_IAM").is_some();
+/// `emulator`: the endpoint is a local emulator, which may lack an API.
+pub fn services(sdk: &SdkConfig, config: &Config, emulator: bool) -> Services {
     Services {
         iam: Iam::new(aws_sdk_iam::Client::new(sdk), emulator),
-        secrets: Secrets::new(aws_sdk_secretsmanager::Client::new(sdk), config.kms_key_id.clone()),
+        secrets: Secrets::new(
+            aws_sdk_secretsmanager::Client::new(sdk),
+            config.kms_key_id.clone(),
+        ),
         mailer: Mailer::new(aws_sdk_sesv2::Client::new(sdk), config.sender_email.clone()),
     }
 }
 
 pub async fn services_from_env(config: &Config) -> Services {
-    services(&sdk_config().await, config)
+    // Only an emulator endpoint may lack an API; real AWS never does.
+    let emulator = std::env::var_os("AWS_ENDPOINT_URL").is_some()
+        || std::env::var_os("AWS_ENDPOINT_URL_IAM").is_some();
+    services(&sdk_config().await, config, emulator)
 }

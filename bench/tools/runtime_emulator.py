@@ -115,6 +115,48 @@ def _now():
     return time.monotonic_ns(), time.time()
 
 
+class EventQueue:
+    """FIFO of invocations with long-poll waiters; an undelivered event can go back to the front."""
+
+    def __init__(self):
+        import collections
+        self.items = collections.deque()
+        self.waiters = collections.deque()
+
+    def qsize(self):
+        return len(self.items)
+
+    def _offer(self, inv, front=False):
+        while self.waiters:
+            w = self.waiters.popleft()
+            if not w.done():
+                w.set_result(inv)
+                return
+        (self.items.appendleft if front else self.items.append)(inv)
+
+    def put(self, inv):
+        self._offer(inv)
+
+    def put_front(self, inv):
+        self._offer(inv, front=True)
+
+    def get_nowait(self):
+        return self.items.popleft()
+
+    def waiter(self, loop) -> asyncio.Future:
+        fut = loop.create_future()
+        if self.items:
+            fut.set_result(self.items.popleft())
+        else:
+            self.waiters.append(fut)
+        return fut
+
+    def drop(self, fut):
+        if fut in self.waiters:
+            self.waiters.remove(fut)
+        fut.cancel()
+
+
 class Invocation:
     def __init__(self, event: bytes, loop: asyncio.AbstractEventLoop):
         self.id = str(uuid.uuid4())
@@ -155,7 +197,7 @@ class RuntimeEmulator:
         self._thread = None
         self._server = None
         self._ready = threading.Event()
-        self.queue: asyncio.Queue | None = None
+        self.queue: EventQueue | None = None
         self.invocations: dict[str, Invocation] = {}
         self.reset_stats()
 
@@ -175,7 +217,7 @@ class RuntimeEmulator:
     # ---- lifecycle
     async def start_async(self):
         self.loop = asyncio.get_running_loop()
-        self.queue = asyncio.Queue()
+        self.queue = EventQueue()
         self._server = await asyncio.start_server(self._handle, HOST, self.port, limit=READ_LIMIT,
                                                   reuse_address=True)
         self.port = self._server.sockets[0].getsockname()[1]
@@ -190,7 +232,10 @@ class RuntimeEmulator:
             self._ready.set()
             loop.run_forever()
             self._server.close()
-            loop.run_until_complete(self._server.wait_closed())
+            loop.set_exception_handler(lambda _loop, _ctx: None)  # quiet shutdown
+            for task in asyncio.all_tasks(loop):
+                task.cancel()
+            loop.run_until_complete(asyncio.sleep(0.05))
             loop.close()
         self._thread = threading.Thread(target=run, name="runtime-emulator", daemon=True)
         self._thread.start()
@@ -237,7 +282,7 @@ class RuntimeEmulator:
         inv = Invocation(bytes(event), self.loop)
         self.invocations[inv.id] = inv
         self.order.append(inv.id)
-        await self.queue.put(inv)
+        self.queue.put(inv)
         return inv.id
 
     async def wait_async(self, request_id: str, timeout: float) -> dict:
@@ -339,22 +384,20 @@ class RuntimeEmulator:
     async def _next(self, reader):
         t = _now()
         self.next_arrivals.append({"mono_ns": t[0], "wall": t[1]})
-        get = asyncio.ensure_future(self.queue.get())
+        fut = self.queue.waiter(self.loop)
         # Long-poll; every 20 ms check whether the function went away (EOF) so that an
         # event is never handed to a dead process. Polling adds no latency to delivery.
         while True:
-            done, _ = await asyncio.wait({get}, timeout=0.02)
+            done, _ = await asyncio.wait({fut}, timeout=0.02)
+            if reader.at_eof():
+                if fut.done() and not fut.cancelled():
+                    self.queue.put_front(fut.result())   # not delivered: keep its place
+                else:
+                    self.queue.drop(fut)
+                return None, b"", None
             if done:
                 break
-            if reader.at_eof():
-                get.cancel()
-                try:
-                    inv = await get             # completed while cancelling: keep it queued
-                    self.queue.put_nowait(inv)
-                except asyncio.CancelledError:
-                    pass
-                return None, b"", None
-        inv = get.result()
+        inv = fut.result()
         inv.delivered = _now()
         deadline = int(time.time() * 1000) + self.deadline_ms
         trace = f"Root=1-{int(time.time()):08x}-{secrets.token_hex(12)};Parent={secrets.token_hex(8)};Sampled=0"
@@ -446,8 +489,7 @@ def measure_cold_starts(binary, event, env: dict | None = None, runs: int = 5, p
                 proc.kill()
                 proc.wait()
                 # drain anything a failed run left in the queue
-                while emu.queue.qsize():
-                    emu._call(emu.queue.get())
+                emu.loop.call_soon_threadsafe(emu.queue.items.clear)
     finally:
         emu.stop()
     summary = {}

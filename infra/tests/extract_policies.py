@@ -4,8 +4,9 @@
 The template is parsed with cfn-lint's decoder (it understands !Sub, !Ref, !GetAtt, ...),
 its conditions and intrinsic functions are resolved with placeholder parameter values
 (PLACEHOLDER_PARAMETERS below, then the template's defaults), and each resulting policy
-document is passed to `parliament --string`. Findings above LOW fail the run unless they
-are listed, with a reason, in parliament-allowlist.yaml next to this file.
+document is passed to `parliament --include-community-auditors --string`. Findings above LOW fail the run
+unless they are listed, with a reason, in parliament-allowlist.yaml next to this file;
+an allow-list entry that no longer matches anything fails the run too.
 
 Usage: extract_policies.py [--dump DIR] [--list]
   --dump DIR  also write each resolved policy document to DIR/<id>.json
@@ -349,7 +350,8 @@ def main() -> int:
             continue
         checked += 1
         proc = subprocess.run(
-            [exe, "--json", "--minimum_severity", "INFO", "--string", json.dumps(d["document"])],
+            [exe, "--include-community-auditors", "--json", "--minimum_severity", "INFO",
+             "--string", json.dumps(d["document"])],
             capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"},
         )
         if proc.returncode not in (0, 1):
@@ -363,7 +365,10 @@ def main() -> int:
             total += 1
             entry = allowed(finding, d["id"], entries)
             sev = finding["severity"]
-            where = f"{d['id']}: {sev} {finding['issue']} {json.dumps(finding.get('detail'))[:300]}"
+            about = finding.get("detail") or {
+                k: v for k, v in (finding.get("location") or {}).items() if k != "filepath" and v is not None
+            }
+            where = f"{d['id']}: {sev} {finding['issue']} {json.dumps(about)[:240]}"
             if entry is not None:
                 used.add(id(entry))
                 justified += 1

@@ -27,7 +27,9 @@ pub enum Depth {
 
 macro_rules! op {
     ($budget:expr, $retry:expr, $name:literal, $req:expr) => {
-        call($budget, $retry, || async { $req.send().await.map_err(|e| classify($name, e)) })
+        call($budget, $retry, || async {
+            $req.send().await.map_err(|e| classify($name, e))
+        })
     };
 }
 
@@ -46,7 +48,11 @@ impl Iam {
         match op!(b, Retry::Safe, "GetUser", c.get_user().user_name(name)).await {
             Ok(out) => {
                 let Some(u) = out.user() else {
-                    return Err(AwsError::new("GetUser", ErrorKind::Fatal, "answer without a user"));
+                    return Err(AwsError::new(
+                        "GetUser",
+                        ErrorKind::Fatal,
+                        "answer without a user",
+                    ));
                 };
                 if u.user_name() != name {
                     return Ok(Lookup::Clash {
@@ -93,32 +99,78 @@ impl Iam {
     }
 
     /// Everything attached to an existing user, read concurrently.
-    pub async fn attachments(&self, name: &str, depth: Depth, b: &Budget) -> Result<Attachments, AwsError> {
+    pub async fn attachments(
+        &self,
+        name: &str,
+        depth: Depth,
+        b: &Budget,
+    ) -> Result<Attachments, AwsError> {
         let c = &self.client;
         let groups = async {
-            let out = op!(b, Retry::Safe, "ListGroupsForUser", c.list_groups_for_user().user_name(name)).await?;
+            let out = op!(
+                b,
+                Retry::Safe,
+                "ListGroupsForUser",
+                c.list_groups_for_user().user_name(name)
+            )
+            .await?;
             paged_check(out.is_truncated(), "ListGroupsForUser")?;
-            Ok::<_, AwsError>(out.groups().iter().map(|g| g.group_name().to_owned()).collect())
+            Ok::<_, AwsError>(
+                out.groups()
+                    .iter()
+                    .map(|g| g.group_name().to_owned())
+                    .collect(),
+            )
         };
         let attached = async {
-            let out = op!(b, Retry::Safe, "ListAttachedUserPolicies", c.list_attached_user_policies().user_name(name)).await?;
+            let out = op!(
+                b,
+                Retry::Safe,
+                "ListAttachedUserPolicies",
+                c.list_attached_user_policies().user_name(name)
+            )
+            .await?;
             paged_check(out.is_truncated(), "ListAttachedUserPolicies")?;
-            Ok::<_, AwsError>(out.attached_policies().iter().filter_map(|p| p.policy_arn().map(str::to_owned)).collect())
+            Ok::<_, AwsError>(
+                out.attached_policies()
+                    .iter()
+                    .filter_map(|p| p.policy_arn().map(str::to_owned))
+                    .collect(),
+            )
         };
         let inline = async {
-            let out = op!(b, Retry::Safe, "ListUserPolicies", c.list_user_policies().user_name(name)).await?;
+            let out = op!(
+                b,
+                Retry::Safe,
+                "ListUserPolicies",
+                c.list_user_policies().user_name(name)
+            )
+            .await?;
             paged_check(out.is_truncated(), "ListUserPolicies")?;
             Ok::<_, AwsError>(out.policy_names().iter().cloned().collect())
         };
         let profile = async {
-            match op!(b, Retry::Safe, "GetLoginProfile", c.get_login_profile().user_name(name)).await {
+            match op!(
+                b,
+                Retry::Safe,
+                "GetLoginProfile",
+                c.get_login_profile().user_name(name)
+            )
+            .await
+            {
                 Ok(_) => Ok(true),
                 Err(e) if e.kind == ErrorKind::NotFound => Ok(false),
                 Err(e) => Err(e),
             }
         };
         let keys = async {
-            let out = op!(b, Retry::Safe, "ListAccessKeys", c.list_access_keys().user_name(name)).await?;
+            let out = op!(
+                b,
+                Retry::Safe,
+                "ListAccessKeys",
+                c.list_access_keys().user_name(name)
+            )
+            .await?;
             Ok::<_, AwsError>(
                 out.access_key_metadata()
                     .iter()
@@ -138,33 +190,77 @@ impl Iam {
         };
         if depth == Depth::Leaver {
             let mfa = async {
-                let out = op!(b, Retry::Safe, "ListMFADevices", c.list_mfa_devices().user_name(name)).await?;
-                Ok::<_, AwsError>(out.mfa_devices().iter().map(|d| d.serial_number().to_owned()).collect::<Vec<_>>())
+                let out = op!(
+                    b,
+                    Retry::Safe,
+                    "ListMFADevices",
+                    c.list_mfa_devices().user_name(name)
+                )
+                .await?;
+                Ok::<_, AwsError>(
+                    out.mfa_devices()
+                        .iter()
+                        .map(|d| d.serial_number().to_owned())
+                        .collect::<Vec<_>>(),
+                )
             };
             let ssh = async {
-                let out = op!(b, Retry::Safe, "ListSSHPublicKeys", c.list_ssh_public_keys().user_name(name)).await?;
-                Ok::<_, AwsError>(out.ssh_public_keys().iter().map(|k| k.ssh_public_key_id().to_owned()).collect::<Vec<_>>())
+                let out = op!(
+                    b,
+                    Retry::Safe,
+                    "ListSSHPublicKeys",
+                    c.list_ssh_public_keys().user_name(name)
+                )
+                .await?;
+                Ok::<_, AwsError>(
+                    out.ssh_public_keys()
+                        .iter()
+                        .map(|k| k.ssh_public_key_id().to_owned())
+                        .collect::<Vec<_>>(),
+                )
             };
             let certs = async {
-                let out = op!(b, Retry::Safe, "ListSigningCertificates", c.list_signing_certificates().user_name(name)).await?;
-                Ok::<_, AwsError>(out.certificates().iter().map(|k| k.certificate_id().to_owned()).collect::<Vec<_>>())
+                let out = op!(
+                    b,
+                    Retry::Safe,
+                    "ListSigningCertificates",
+                    c.list_signing_certificates().user_name(name)
+                )
+                .await?;
+                Ok::<_, AwsError>(
+                    out.certificates()
+                        .iter()
+                        .map(|k| k.certificate_id().to_owned())
+                        .collect::<Vec<_>>(),
+                )
             };
             let service = async {
-                match op!(b, Retry::Safe, "ListServiceSpecificCredentials", c.list_service_specific_credentials().user_name(name)).await {
+                match op!(
+                    b,
+                    Retry::Safe,
+                    "ListServiceSpecificCredentials",
+                    c.list_service_specific_credentials().user_name(name)
+                )
+                .await
+                {
                     Ok(out) => Ok(out
                         .service_specific_credentials()
                         .iter()
                         .map(|k| k.service_specific_credential_id().to_owned())
                         .collect::<Vec<_>>()),
                     Err(e) if e.kind == ErrorKind::Unsupported && self.tolerate_unsupported => {
-                        tracing::warn!(op = e.op, "endpoint does not implement the call; treated as none (emulator only)");
+                        tracing::warn!(
+                            op = e.op,
+                            "endpoint does not implement the call; treated as none (emulator only)"
+                        );
                         Ok(Vec::new())
                     }
                     Err(e) => Err(e),
                 }
             };
             let orphans = self.unassigned_virtual_mfa_named(name, b);
-            let (mfa, ssh, certs, service, orphans) = futures::try_join!(mfa, ssh, certs, service, orphans)?;
+            let (mfa, ssh, certs, service, orphans) =
+                futures::try_join!(mfa, ssh, certs, service, orphans)?;
             att.mfa_devices = mfa;
             att.ssh_keys = ssh;
             att.signing_certs = certs;
@@ -177,7 +273,11 @@ impl Iam {
     /// Unassigned virtual MFA devices whose name is the user's: what a crash between
     /// deactivating and deleting a leaver's device leaves behind. Devices are named
     /// after their user by the self-service MFA convention (`mfa/${aws:username}`).
-    async fn unassigned_virtual_mfa_named(&self, name: &str, b: &Budget) -> Result<Vec<String>, AwsError> {
+    async fn unassigned_virtual_mfa_named(
+        &self,
+        name: &str,
+        b: &Budget,
+    ) -> Result<Vec<String>, AwsError> {
         let c = &self.client;
         let devices = call(b, Retry::Safe, || async {
             c.list_virtual_mfa_devices()
@@ -199,7 +299,14 @@ impl Iam {
     }
 
     pub async fn password_policy(&self, b: &Budget) -> Result<PasswordPolicy, AwsError> {
-        match op!(b, Retry::Safe, "GetAccountPasswordPolicy", self.client.get_account_password_policy()).await {
+        match op!(
+            b,
+            Retry::Safe,
+            "GetAccountPasswordPolicy",
+            self.client.get_account_password_policy()
+        )
+        .await
+        {
             Ok(out) => {
                 let Some(p) = out.password_policy() else {
                     return Ok(PasswordPolicy::default());
@@ -218,7 +325,13 @@ impl Iam {
     }
 
     pub async fn account_alias(&self, b: &Budget) -> Result<Option<String>, AwsError> {
-        let out = op!(b, Retry::Safe, "ListAccountAliases", self.client.list_account_aliases()).await?;
+        let out = op!(
+            b,
+            Retry::Safe,
+            "ListAccountAliases",
+            self.client.list_account_aliases()
+        )
+        .await?;
         Ok(out.account_aliases().first().cloned())
     }
 
@@ -231,81 +344,233 @@ impl Iam {
         b: &Budget,
     ) -> Result<(), AwsError> {
         let tags = to_tags(tags)?;
-        op!(b, Retry::ThrottleOnly, "CreateUser", self.client.create_user()
-            .user_name(name)
-            .path(path)
-            .set_tags(Some(tags.clone()))
-            .set_permissions_boundary(boundary.map(str::to_owned)))
+        op!(
+            b,
+            Retry::ThrottleOnly,
+            "CreateUser",
+            self.client
+                .create_user()
+                .user_name(name)
+                .path(path)
+                .set_tags(Some(tags.clone()))
+                .set_permissions_boundary(boundary.map(str::to_owned))
+        )
         .await
         .map(drop)
     }
 
-    pub async fn tag_user(&self, name: &str, tags: &[(String, String)], retry: Retry, b: &Budget) -> Result<(), AwsError> {
+    pub async fn tag_user(
+        &self,
+        name: &str,
+        tags: &[(String, String)],
+        retry: Retry,
+        b: &Budget,
+    ) -> Result<(), AwsError> {
         let tags = to_tags(tags)?;
-        op!(b, retry, "TagUser", self.client.tag_user().user_name(name).set_tags(Some(tags.clone())))
-            .await
-            .map(drop)
+        op!(
+            b,
+            retry,
+            "TagUser",
+            self.client
+                .tag_user()
+                .user_name(name)
+                .set_tags(Some(tags.clone()))
+        )
+        .await
+        .map(drop)
     }
 
-    pub async fn put_boundary(&self, name: &str, arn: &str, retry: Retry, b: &Budget) -> Result<(), AwsError> {
-        op!(b, retry, "PutUserPermissionsBoundary", self.client.put_user_permissions_boundary().user_name(name).permissions_boundary(arn))
-            .await
-            .map(drop)
+    pub async fn put_boundary(
+        &self,
+        name: &str,
+        arn: &str,
+        retry: Retry,
+        b: &Budget,
+    ) -> Result<(), AwsError> {
+        op!(
+            b,
+            retry,
+            "PutUserPermissionsBoundary",
+            self.client
+                .put_user_permissions_boundary()
+                .user_name(name)
+                .permissions_boundary(arn)
+        )
+        .await
+        .map(drop)
     }
 
     pub async fn put_deny_all(&self, name: &str, b: &Budget) -> Result<(), AwsError> {
-        op!(b, Retry::Safe, "PutUserPolicy", self.client.put_user_policy()
-            .user_name(name)
-            .policy_name(crate::state::DENY_ALL_POLICY)
-            .policy_document(DENY_ALL_DOCUMENT))
+        op!(
+            b,
+            Retry::Safe,
+            "PutUserPolicy",
+            self.client
+                .put_user_policy()
+                .user_name(name)
+                .policy_name(crate::state::DENY_ALL_POLICY)
+                .policy_document(DENY_ALL_DOCUMENT)
+        )
         .await
         .map(drop)
     }
 
-    pub async fn delete_user_policy(&self, name: &str, policy: &str, b: &Budget) -> Result<(), AwsError> {
-        gone_ok(op!(b, Retry::Safe, "DeleteUserPolicy", self.client.delete_user_policy().user_name(name).policy_name(policy)).await)
+    pub async fn delete_user_policy(
+        &self,
+        name: &str,
+        policy: &str,
+        b: &Budget,
+    ) -> Result<(), AwsError> {
+        gone_ok(
+            op!(
+                b,
+                Retry::Safe,
+                "DeleteUserPolicy",
+                self.client
+                    .delete_user_policy()
+                    .user_name(name)
+                    .policy_name(policy)
+            )
+            .await,
+        )
     }
 
-    pub async fn add_to_group(&self, name: &str, group: &str, retry: Retry, b: &Budget) -> Result<(), AwsError> {
-        op!(b, retry, "AddUserToGroup", self.client.add_user_to_group().user_name(name).group_name(group))
-            .await
-            .map(drop)
+    pub async fn add_to_group(
+        &self,
+        name: &str,
+        group: &str,
+        retry: Retry,
+        b: &Budget,
+    ) -> Result<(), AwsError> {
+        op!(
+            b,
+            retry,
+            "AddUserToGroup",
+            self.client
+                .add_user_to_group()
+                .user_name(name)
+                .group_name(group)
+        )
+        .await
+        .map(drop)
     }
 
-    pub async fn remove_from_group(&self, name: &str, group: &str, b: &Budget) -> Result<(), AwsError> {
-        gone_ok(op!(b, Retry::Safe, "RemoveUserFromGroup", self.client.remove_user_from_group().user_name(name).group_name(group)).await)
+    pub async fn remove_from_group(
+        &self,
+        name: &str,
+        group: &str,
+        b: &Budget,
+    ) -> Result<(), AwsError> {
+        gone_ok(
+            op!(
+                b,
+                Retry::Safe,
+                "RemoveUserFromGroup",
+                self.client
+                    .remove_user_from_group()
+                    .user_name(name)
+                    .group_name(group)
+            )
+            .await,
+        )
     }
 
-    pub async fn attach_policy(&self, name: &str, arn: &str, retry: Retry, b: &Budget) -> Result<(), AwsError> {
-        op!(b, retry, "AttachUserPolicy", self.client.attach_user_policy().user_name(name).policy_arn(arn))
-            .await
-            .map(drop)
+    pub async fn attach_policy(
+        &self,
+        name: &str,
+        arn: &str,
+        retry: Retry,
+        b: &Budget,
+    ) -> Result<(), AwsError> {
+        op!(
+            b,
+            retry,
+            "AttachUserPolicy",
+            self.client
+                .attach_user_policy()
+                .user_name(name)
+                .policy_arn(arn)
+        )
+        .await
+        .map(drop)
     }
 
     pub async fn detach_policy(&self, name: &str, arn: &str, b: &Budget) -> Result<(), AwsError> {
-        gone_ok(op!(b, Retry::Safe, "DetachUserPolicy", self.client.detach_user_policy().user_name(name).policy_arn(arn)).await)
+        gone_ok(
+            op!(
+                b,
+                Retry::Safe,
+                "DetachUserPolicy",
+                self.client
+                    .detach_user_policy()
+                    .user_name(name)
+                    .policy_arn(arn)
+            )
+            .await,
+        )
     }
 
-    pub async fn delete_access_key(&self, name: &str, id: &str, b: &Budget) -> Result<(), AwsError> {
-        gone_ok(op!(b, Retry::Safe, "DeleteAccessKey", self.client.delete_access_key().user_name(name).access_key_id(id)).await)
+    pub async fn delete_access_key(
+        &self,
+        name: &str,
+        id: &str,
+        b: &Budget,
+    ) -> Result<(), AwsError> {
+        gone_ok(
+            op!(
+                b,
+                Retry::Safe,
+                "DeleteAccessKey",
+                self.client
+                    .delete_access_key()
+                    .user_name(name)
+                    .access_key_id(id)
+            )
+            .await,
+        )
     }
 
     /// Returns the key id and its secret half, which exists only in this answer.
-    pub async fn create_access_key(&self, name: &str, b: &Budget) -> Result<(String, Secret), AwsError> {
-        let out = op!(b, Retry::ThrottleOnly, "CreateAccessKey", self.client.create_access_key().user_name(name)).await?;
-        let k = out
-            .access_key()
-            .ok_or_else(|| AwsError::new("CreateAccessKey", ErrorKind::Fatal, "answer without a key"))?;
-        Ok((k.access_key_id().to_owned(), Secret::new(k.secret_access_key().to_owned())))
+    pub async fn create_access_key(
+        &self,
+        name: &str,
+        b: &Budget,
+    ) -> Result<(String, Secret), AwsError> {
+        let out = op!(
+            b,
+            Retry::ThrottleOnly,
+            "CreateAccessKey",
+            self.client.create_access_key().user_name(name)
+        )
+        .await?;
+        let k = out.access_key().ok_or_else(|| {
+            AwsError::new("CreateAccessKey", ErrorKind::Fatal, "answer without a key")
+        })?;
+        Ok((
+            k.access_key_id().to_owned(),
+            Secret::new(k.secret_access_key().to_owned()),
+        ))
     }
 
     /// Creates the login profile; if one appeared meanwhile (a retried call that had
     /// in fact succeeded), it is set to the same password instead.
-    pub async fn create_login_profile(&self, name: &str, password: &Secret, retry: Retry, b: &Budget) -> Result<&'static str, AwsError> {
-        let r = op!(b, retry, "CreateLoginProfile", self.client.create_login_profile()
-            .user_name(name)
-            .password(password.expose())
-            .password_reset_required(true))
+    pub async fn create_login_profile(
+        &self,
+        name: &str,
+        password: &Secret,
+        retry: Retry,
+        b: &Budget,
+    ) -> Result<&'static str, AwsError> {
+        let r = op!(
+            b,
+            retry,
+            "CreateLoginProfile",
+            self.client
+                .create_login_profile()
+                .user_name(name)
+                .password(password.expose())
+                .password_reset_required(true)
+        )
         .await;
         match r {
             Ok(_) => Ok("CreateLoginProfile"),
@@ -317,41 +582,137 @@ impl Iam {
         }
     }
 
-    pub async fn update_login_profile(&self, name: &str, password: &Secret, b: &Budget) -> Result<(), AwsError> {
-        op!(b, Retry::Safe, "UpdateLoginProfile", self.client.update_login_profile()
-            .user_name(name)
-            .password(password.expose())
-            .password_reset_required(true))
+    pub async fn update_login_profile(
+        &self,
+        name: &str,
+        password: &Secret,
+        b: &Budget,
+    ) -> Result<(), AwsError> {
+        op!(
+            b,
+            Retry::Safe,
+            "UpdateLoginProfile",
+            self.client
+                .update_login_profile()
+                .user_name(name)
+                .password(password.expose())
+                .password_reset_required(true)
+        )
         .await
         .map(drop)
     }
 
     pub async fn delete_login_profile(&self, name: &str, b: &Budget) -> Result<(), AwsError> {
-        gone_ok(op!(b, Retry::Safe, "DeleteLoginProfile", self.client.delete_login_profile().user_name(name)).await)
+        gone_ok(
+            op!(
+                b,
+                Retry::Safe,
+                "DeleteLoginProfile",
+                self.client.delete_login_profile().user_name(name)
+            )
+            .await,
+        )
     }
 
-    pub async fn deactivate_mfa(&self, name: &str, serial: &str, b: &Budget) -> Result<(), AwsError> {
-        gone_ok(op!(b, Retry::Safe, "DeactivateMFADevice", self.client.deactivate_mfa_device().user_name(name).serial_number(serial)).await)
+    pub async fn deactivate_mfa(
+        &self,
+        name: &str,
+        serial: &str,
+        b: &Budget,
+    ) -> Result<(), AwsError> {
+        gone_ok(
+            op!(
+                b,
+                Retry::Safe,
+                "DeactivateMFADevice",
+                self.client
+                    .deactivate_mfa_device()
+                    .user_name(name)
+                    .serial_number(serial)
+            )
+            .await,
+        )
     }
 
     pub async fn delete_virtual_mfa(&self, serial: &str, b: &Budget) -> Result<(), AwsError> {
-        gone_ok(op!(b, Retry::Safe, "DeleteVirtualMFADevice", self.client.delete_virtual_mfa_device().serial_number(serial)).await)
+        gone_ok(
+            op!(
+                b,
+                Retry::Safe,
+                "DeleteVirtualMFADevice",
+                self.client
+                    .delete_virtual_mfa_device()
+                    .serial_number(serial)
+            )
+            .await,
+        )
     }
 
     pub async fn delete_ssh_key(&self, name: &str, id: &str, b: &Budget) -> Result<(), AwsError> {
-        gone_ok(op!(b, Retry::Safe, "DeleteSSHPublicKey", self.client.delete_ssh_public_key().user_name(name).ssh_public_key_id(id)).await)
+        gone_ok(
+            op!(
+                b,
+                Retry::Safe,
+                "DeleteSSHPublicKey",
+                self.client
+                    .delete_ssh_public_key()
+                    .user_name(name)
+                    .ssh_public_key_id(id)
+            )
+            .await,
+        )
     }
 
-    pub async fn delete_signing_cert(&self, name: &str, id: &str, b: &Budget) -> Result<(), AwsError> {
-        gone_ok(op!(b, Retry::Safe, "DeleteSigningCertificate", self.client.delete_signing_certificate().user_name(name).certificate_id(id)).await)
+    pub async fn delete_signing_cert(
+        &self,
+        name: &str,
+        id: &str,
+        b: &Budget,
+    ) -> Result<(), AwsError> {
+        gone_ok(
+            op!(
+                b,
+                Retry::Safe,
+                "DeleteSigningCertificate",
+                self.client
+                    .delete_signing_certificate()
+                    .user_name(name)
+                    .certificate_id(id)
+            )
+            .await,
+        )
     }
 
-    pub async fn delete_service_credential(&self, name: &str, id: &str, b: &Budget) -> Result<(), AwsError> {
-        gone_ok(op!(b, Retry::Safe, "DeleteServiceSpecificCredential", self.client.delete_service_specific_credential().user_name(name).service_specific_credential_id(id)).await)
+    pub async fn delete_service_credential(
+        &self,
+        name: &str,
+        id: &str,
+        b: &Budget,
+    ) -> Result<(), AwsError> {
+        gone_ok(
+            op!(
+                b,
+                Retry::Safe,
+                "DeleteServiceSpecificCredential",
+                self.client
+                    .delete_service_specific_credential()
+                    .user_name(name)
+                    .service_specific_credential_id(id)
+            )
+            .await,
+        )
     }
 
     pub async fn delete_user(&self, name: &str, b: &Budget) -> Result<(), AwsError> {
-        gone_ok(op!(b, Retry::Safe, "DeleteUser", self.client.delete_user().user_name(name)).await)
+        gone_ok(
+            op!(
+                b,
+                Retry::Safe,
+                "DeleteUser",
+                self.client.delete_user().user_name(name)
+            )
+            .await,
+        )
     }
 }
 
@@ -368,7 +729,11 @@ fn gone_ok<T>(r: Result<T, AwsError>) -> Result<(), AwsError> {
 /// rather than half-read.
 fn paged_check(truncated: bool, op: &'static str) -> Result<(), AwsError> {
     if truncated {
-        Err(AwsError::new(op, ErrorKind::Fatal, "more than one page of results"))
+        Err(AwsError::new(
+            op,
+            ErrorKind::Fatal,
+            "more than one page of results",
+        ))
     } else {
         Ok(())
     }

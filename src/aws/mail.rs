@@ -21,7 +21,9 @@ pub struct Welcome {
 }
 
 pub fn compose(user_name: &str, signin_url: &str, first_name: Option<&str>) -> Welcome {
-    let hello = first_name.map(|n| format!("Hello {n},")).unwrap_or_else(|| "Hello,".into());
+    let hello = first_name
+        .map(|n| format!("Hello {n},"))
+        .unwrap_or_else(|| "Hello,".into());
     let text = format!(
         "{hello}\n\nYour AWS account is ready.\n\nUser name: {user_name}\nSign-in URL: {signin_url}\n\n\
          Your initial password is handed over separately by your administrator; you will be asked \
@@ -72,7 +74,12 @@ impl Mailer {
         };
         let message = Message::builder()
             .subject(content(&w.subject)?)
-            .body(Body::builder().text(content(&w.text)?).html(content(&w.html)?).build())
+            .body(
+                Body::builder()
+                    .text(content(&w.text)?)
+                    .html(content(&w.html)?)
+                    .build(),
+            )
             .build();
         let email = EmailContent::builder().simple(message).build();
         let dest = Destination::builder().to_addresses(to).build();
@@ -97,9 +104,15 @@ mod tests {
 
     #[test]
     fn mail_holds_name_and_url_and_escapes_html() {
-        let w = compose("jane.doe", "https://acme.signin.aws.amazon.com/console", Some("<Jane>"));
+        let w = compose(
+            "jane.doe",
+            "https://acme.signin.aws.amazon.com/console",
+            Some("<Jane>"),
+        );
         assert!(w.text.contains("User name: jane.doe"));
-        assert!(w.text.contains("https://acme.signin.aws.amazon.com/console"));
+        assert!(w
+            .text
+            .contains("https://acme.signin.aws.amazon.com/console"));
         assert!(w.html.contains("&lt;Jane&gt;") && !w.html.contains("<Jane>"));
     }
 }

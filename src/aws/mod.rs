@@ -59,13 +59,21 @@ pub fn kind_of_code(code: &str) -> ErrorKind {
         }
         "DeleteConflict" => ErrorKind::Conflict,
         "LimitExceeded" | "LimitExceededException" => ErrorKind::LimitExceeded,
-        "Throttling" | "ThrottlingException" | "TooManyRequestsException"
-        | "RequestLimitExceeded" | "RequestThrottled" | "SlowDown" => ErrorKind::Throttled,
-        "EntityTemporarilyUnmodifiable" | "ConcurrentModification" | "ServiceFailure"
-        | "ServiceUnavailable" | "InternalFailure" | "InternalServiceError"
-        | "InternalServiceErrorException" | "RequestTimeout" | "RequestTimeoutException" => {
-            ErrorKind::Transient
-        }
+        "Throttling"
+        | "ThrottlingException"
+        | "TooManyRequestsException"
+        | "RequestLimitExceeded"
+        | "RequestThrottled"
+        | "SlowDown" => ErrorKind::Throttled,
+        "EntityTemporarilyUnmodifiable"
+        | "ConcurrentModification"
+        | "ServiceFailure"
+        | "ServiceUnavailable"
+        | "InternalFailure"
+        | "InternalServiceError"
+        | "InternalServiceErrorException"
+        | "RequestTimeout"
+        | "RequestTimeoutException" => ErrorKind::Transient,
         "InvalidRequestException" => ErrorKind::InvalidState,
         _ => ErrorKind::Fatal,
     }
@@ -94,7 +102,11 @@ where
             }
         }
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            AwsError::new(op, ErrorKind::Transient, "no usable answer (timeout or network)")
+            AwsError::new(
+                op,
+                ErrorKind::Transient,
+                "no usable answer (timeout or network)",
+            )
         }
         _ => AwsError::new(op, ErrorKind::Fatal, "request could not be built"),
     }
@@ -139,7 +151,10 @@ fn retryable(kind: ErrorKind, code: Option<&str>, retry: Retry) -> bool {
         (_, ErrorKind::Throttled) => true,
         // IAM's temporary states are reported before anything changes.
         (_, ErrorKind::Transient)
-            if matches!(code, Some("EntityTemporarilyUnmodifiable" | "ConcurrentModification")) =>
+            if matches!(
+                code,
+                Some("EntityTemporarilyUnmodifiable" | "ConcurrentModification")
+            ) =>
         {
             true
         }
@@ -216,28 +231,67 @@ mod tests {
     #[tokio::test]
     async fn policy_retries_what_it_should() {
         use ErrorKind::*;
-        assert_eq!(attempts(Retry::Safe, Throttled, "Throttling", 3).await, (4, true));
-        assert_eq!(attempts(Retry::ThrottleOnly, Throttled, "Throttling", 2).await, (3, true));
-        assert_eq!(attempts(Retry::ThrottleOnly, Transient, "ServiceFailure", 1).await, (1, false));
-        assert_eq!(attempts(Retry::Safe, Transient, "ServiceFailure", 1).await, (2, true));
         assert_eq!(
-            attempts(Retry::ThrottleOnly, Transient, "EntityTemporarilyUnmodifiable", 1).await,
+            attempts(Retry::Safe, Throttled, "Throttling", 3).await,
+            (4, true)
+        );
+        assert_eq!(
+            attempts(Retry::ThrottleOnly, Throttled, "Throttling", 2).await,
+            (3, true)
+        );
+        assert_eq!(
+            attempts(Retry::ThrottleOnly, Transient, "ServiceFailure", 1).await,
+            (1, false)
+        );
+        assert_eq!(
+            attempts(Retry::Safe, Transient, "ServiceFailure", 1).await,
             (2, true)
         );
-        assert_eq!(attempts(Retry::Safe, NotFound, "NoSuchEntity", 1).await, (1, false));
-        assert_eq!(attempts(Retry::AfterCreate, NotFound, "NoSuchEntity", 2).await, (3, true));
-        assert_eq!(attempts(Retry::Safe, Conflict, "DeleteConflict", 1).await, (1, false));
+        assert_eq!(
+            attempts(
+                Retry::ThrottleOnly,
+                Transient,
+                "EntityTemporarilyUnmodifiable",
+                1
+            )
+            .await,
+            (2, true)
+        );
+        assert_eq!(
+            attempts(Retry::Safe, NotFound, "NoSuchEntity", 1).await,
+            (1, false)
+        );
+        assert_eq!(
+            attempts(Retry::AfterCreate, NotFound, "NoSuchEntity", 2).await,
+            (3, true)
+        );
+        assert_eq!(
+            attempts(Retry::Safe, Conflict, "DeleteConflict", 1).await,
+            (1, false)
+        );
         // The budget ends it.
-        assert_eq!(attempts(Retry::Safe, Throttled, "Throttling", 99).await, (5, false));
+        assert_eq!(
+            attempts(Retry::Safe, Throttled, "Throttling", 99).await,
+            (5, false)
+        );
     }
 
     #[test]
     fn codes_map_to_kinds() {
         assert_eq!(kind_of_code("NoSuchEntity"), ErrorKind::NotFound);
-        assert_eq!(kind_of_code("ResourceNotFoundException"), ErrorKind::NotFound);
+        assert_eq!(
+            kind_of_code("ResourceNotFoundException"),
+            ErrorKind::NotFound
+        );
         assert_eq!(kind_of_code("DeleteConflict"), ErrorKind::Conflict);
-        assert_eq!(kind_of_code("TooManyRequestsException"), ErrorKind::Throttled);
-        assert_eq!(kind_of_code("InvalidRequestException"), ErrorKind::InvalidState);
+        assert_eq!(
+            kind_of_code("TooManyRequestsException"),
+            ErrorKind::Throttled
+        );
+        assert_eq!(
+            kind_of_code("InvalidRequestException"),
+            ErrorKind::InvalidState
+        );
         assert_eq!(kind_of_code("AccessDenied"), ErrorKind::Fatal);
     }
 }

@@ -14,7 +14,9 @@ pub struct Secrets {
 
 macro_rules! op {
     ($budget:expr, $name:literal, $req:expr) => {
-        call($budget, Retry::Safe, || async { $req.send().await.map_err(|e| classify($name, e)) })
+        call($budget, Retry::Safe, || async {
+            $req.send().await.map_err(|e| classify($name, e))
+        })
     };
 }
 
@@ -24,8 +26,18 @@ impl Secrets {
     }
 
     /// Reads the secret: its state for the planner, its values for the applier.
-    pub async fn read(&self, name: &str, b: &Budget) -> Result<(SecretState, Option<SecretDoc>), AwsError> {
-        match op!(b, "GetSecretValue", self.client.get_secret_value().secret_id(name)).await {
+    pub async fn read(
+        &self,
+        name: &str,
+        b: &Budget,
+    ) -> Result<(SecretState, Option<SecretDoc>), AwsError> {
+        match op!(
+            b,
+            "GetSecretValue",
+            self.client.get_secret_value().secret_id(name)
+        )
+        .await
+        {
             Ok(out) => {
                 let doc = out.secret_string().and_then(SecretDoc::parse);
                 let view = doc.as_ref().map(SecretDoc::view).unwrap_or_default();
@@ -45,7 +57,12 @@ impl Secrets {
     }
 
     async fn is_scheduled(&self, name: &str, b: &Budget) -> Result<bool, AwsError> {
-        let out = op!(b, "DescribeSecret", self.client.describe_secret().secret_id(name)).await?;
+        let out = op!(
+            b,
+            "DescribeSecret",
+            self.client.describe_secret().secret_id(name)
+        )
+        .await?;
         Ok(out.deleted_date().is_some())
     }
 
@@ -74,38 +91,80 @@ impl Secrets {
         }
     }
 
-    pub async fn create(&self, name: &str, doc: &SecretDoc, tags: &[(String, String)], b: &Budget) -> Result<(), AwsError> {
-        let tags: Vec<Tag> = tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect();
+    pub async fn create(
+        &self,
+        name: &str,
+        doc: &SecretDoc,
+        tags: &[(String, String)],
+        b: &Budget,
+    ) -> Result<(), AwsError> {
+        let tags: Vec<Tag> = tags
+            .iter()
+            .map(|(k, v)| Tag::builder().key(k).value(v).build())
+            .collect();
         let body = doc.to_json();
         // The SDK fills ClientRequestToken, so a retried create is idempotent.
-        op!(b, "CreateSecret", self.client.create_secret()
-            .name(name)
-            .description("IAM credentials issued by hr-provisioner")
-            .secret_string(&body)
-            .set_kms_key_id(self.kms_key_id.clone())
-            .set_tags(Some(tags.clone())))
+        op!(
+            b,
+            "CreateSecret",
+            self.client
+                .create_secret()
+                .name(name)
+                .description("IAM credentials issued by hr-provisioner")
+                .secret_string(&body)
+                .set_kms_key_id(self.kms_key_id.clone())
+                .set_tags(Some(tags.clone()))
+        )
         .await
         .map(drop)
     }
 
     pub async fn put(&self, name: &str, doc: &SecretDoc, b: &Budget) -> Result<(), AwsError> {
         let body = doc.to_json();
-        op!(b, "PutSecretValue", self.client.put_secret_value().secret_id(name).secret_string(&body))
-            .await
-            .map(drop)
+        op!(
+            b,
+            "PutSecretValue",
+            self.client
+                .put_secret_value()
+                .secret_id(name)
+                .secret_string(&body)
+        )
+        .await
+        .map(drop)
     }
 
     pub async fn restore(&self, name: &str, b: &Budget) -> Result<(), AwsError> {
-        op!(b, "RestoreSecret", self.client.restore_secret().secret_id(name)).await.map(drop)
+        op!(
+            b,
+            "RestoreSecret",
+            self.client.restore_secret().secret_id(name)
+        )
+        .await
+        .map(drop)
     }
 
     /// Schedules deletion; a secret already scheduled or gone is fine.
-    pub async fn schedule_deletion(&self, name: &str, days: i64, b: &Budget) -> Result<(), AwsError> {
-        let r = op!(b, "DeleteSecret", self.client.delete_secret().secret_id(name).recovery_window_in_days(days)).await;
+    pub async fn schedule_deletion(
+        &self,
+        name: &str,
+        days: i64,
+        b: &Budget,
+    ) -> Result<(), AwsError> {
+        let r = op!(
+            b,
+            "DeleteSecret",
+            self.client
+                .delete_secret()
+                .secret_id(name)
+                .recovery_window_in_days(days)
+        )
+        .await;
         match r {
             Ok(_) => Ok(()),
             Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
-            Err(e) if e.kind == ErrorKind::InvalidState && self.is_scheduled(name, b).await? => Ok(()),
+            Err(e) if e.kind == ErrorKind::InvalidState && self.is_scheduled(name, b).await? => {
+                Ok(())
+            }
             Err(e) => Err(e),
         }
     }
