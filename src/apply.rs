@@ -214,7 +214,11 @@ impl Applier<'_> {
             };
             Ok(SecretDoc {
                 user_name: user.to_owned(),
-                signin_url: self.signin_url.to_owned(),
+                signin_url: if self.signin_url.is_empty() {
+                    old.signin_url.clone()
+                } else {
+                    self.signin_url.to_owned()
+                },
                 password,
                 access_key_id,
                 secret_access_key,

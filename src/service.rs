@@ -148,7 +148,12 @@ impl Provisioner {
         b: Budget,
         log: &ActionLog,
     ) -> Result<Report, ApplyError> {
-        let signin_url = self.signin_url(function_arn, &b).await?;
+        // Only joiners need the URL (for the secret and the mail); a leaver keeps
+        // whatever the secret already says.
+        let signin_url = match ev.event_type {
+            EventType::Joined => self.signin_url(function_arn, &b).await?,
+            EventType::Left => "",
+        };
         let rule = self
             .config
             .rules
