@@ -24,7 +24,12 @@ async fn attach_everything(sdk: &SdkConfig, user: &str) -> String {
         .await
         .unwrap();
     let arn = policy.policy().unwrap().arn().unwrap().to_owned();
-    iam.attach_user_policy().user_name(user).policy_arn(&arn).send().await.unwrap();
+    iam.attach_user_policy()
+        .user_name(user)
+        .policy_arn(&arn)
+        .send()
+        .await
+        .unwrap();
     iam.put_user_policy()
         .user_name(user)
         .policy_name("inline-extra")
@@ -51,7 +56,11 @@ async fn attach_everything(sdk: &SdkConfig, user: &str) -> String {
         .send()
         .await
         .unwrap();
-    let serial = device.virtual_mfa_device().unwrap().serial_number().to_owned();
+    let serial = device
+        .virtual_mfa_device()
+        .unwrap()
+        .serial_number()
+        .to_owned();
     iam.enable_mfa_device()
         .user_name(user)
         .serial_number(&serial)
@@ -61,7 +70,11 @@ async fn attach_everything(sdk: &SdkConfig, user: &str) -> String {
         .await
         .unwrap();
     // A second key, made by hand.
-    iam.create_access_key().user_name(user).send().await.unwrap();
+    iam.create_access_key()
+        .user_name(user)
+        .send()
+        .await
+        .unwrap();
     serial
 }
 
@@ -79,7 +92,10 @@ async fn virtual_devices(sdk: &SdkConfig) -> Vec<String> {
 
 fn assert_retired(s: &Snapshot) {
     assert!(s.groups.is_empty() && s.policies.is_empty(), "{s:?}");
-    assert!(!s.login_profile && s.keys.is_empty() && s.mfa.is_empty(), "{s:?}");
+    assert!(
+        !s.login_profile && s.keys.is_empty() && s.mfa.is_empty(),
+        "{s:?}"
+    );
     assert!(s.ssh.is_empty() && s.certs.is_empty(), "{s:?}");
     assert!(s.secret_scheduled, "secret scheduled for deletion");
 }
@@ -90,7 +106,11 @@ async fn disable_removes_everything_and_keeps_the_user() {
     moto.seed().await;
     let sdk = moto.sdk().await;
     let p = moto.provisioner(&[]).await;
-    run(&p, sqs(&[("j", &joined("j1", T1, "leo.full", "engineering"), None)])).await;
+    run(
+        &p,
+        sqs(&[("j", &joined("j1", T1, "leo.full", "engineering"), None)]),
+    )
+    .await;
     attach_everything(&sdk, "leo.full").await;
     let (logs, _g) = Logs::capture();
     let resp = run(&p, sqs(&[("l", &left("l1", T2, "leo.full"), None)])).await;
@@ -101,19 +121,46 @@ async fn disable_removes_everything_and_keeps_the_user() {
     assert_eq!(s.inline, ["hr-provisioner-deny-all"]);
     assert_eq!(s.tag("hr:status"), Some("retired"));
     assert_eq!(s.tag("hr:last-event-id"), Some("l1"));
-    assert!(virtual_devices(&sdk).await.is_empty(), "virtual MFA device deleted");
+    assert!(
+        virtual_devices(&sdk).await.is_empty(),
+        "virtual MFA device deleted"
+    );
     let a = &logs.audits()[0];
     assert_eq!(a["outcome"], "applied");
-    let acts: Vec<&str> = a["actions"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-    assert_eq!(acts[..2], ["TagUser", "PutUserPolicy:hr-provisioner-deny-all"]);
+    let acts: Vec<&str> = a["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        acts[..2],
+        ["TagUser", "PutUserPolicy:hr-provisioner-deny-all"]
+    );
     assert_eq!(acts.last(), Some(&"DeleteSecret"));
     // The secret no longer holds credentials the user does not have.
     let sm = aws_sdk_secretsmanager::Client::new(&sdk);
-    sm.restore_secret().secret_id("hr-provisioner/leo.full").send().await.unwrap();
-    let v = sm.get_secret_value().secret_id("hr-provisioner/leo.full").send().await.unwrap();
+    sm.restore_secret()
+        .secret_id("hr-provisioner/leo.full")
+        .send()
+        .await
+        .unwrap();
+    let v = sm
+        .get_secret_value()
+        .secret_id("hr-provisioner/leo.full")
+        .send()
+        .await
+        .unwrap();
     let doc: serde_json::Value = serde_json::from_str(v.secret_string().unwrap()).unwrap();
-    assert!(doc.get("password").is_none() && doc.get("secret_access_key").is_none(), "{doc}");
-    sm.delete_secret().secret_id("hr-provisioner/leo.full").send().await.unwrap();
+    assert!(
+        doc.get("password").is_none() && doc.get("secret_access_key").is_none(),
+        "{doc}"
+    );
+    sm.delete_secret()
+        .secret_id("hr-provisioner/leo.full")
+        .send()
+        .await
+        .unwrap();
 
     // A duplicate leaver is unchanged.
     logs.clear();
@@ -127,7 +174,11 @@ async fn delete_removes_the_user_and_its_virtual_mfa_device() {
     moto.seed().await;
     let sdk = moto.sdk().await;
     let p = moto.provisioner(&[("LEAVER_ACTION", "delete")]).await;
-    run(&p, sqs(&[("j", &joined("j1", T1, "del.full", "engineering"), None)])).await;
+    run(
+        &p,
+        sqs(&[("j", &joined("j1", T1, "del.full", "engineering"), None)]),
+    )
+    .await;
     attach_everything(&sdk, "del.full").await;
     let resp = run(&p, sqs(&[("l", &left("l1", T2, "del.full"), None)])).await;
     assert!(failures(&resp).is_empty(), "{resp:?}");
@@ -175,15 +226,25 @@ async fn leaver_crash_after_each_change_then_redelivery_converges() {
             let sdk = moto.sdk().await;
             let env = [("LEAVER_ACTION", action)];
             let p = moto.provisioner(&env).await;
-            run(&p, sqs(&[("j", &joined("j1", T1, "crash.leaver", "engineering"), None)])).await;
+            run(
+                &p,
+                sqs(&[("j", &joined("j1", T1, "crash.leaver", "engineering"), None)]),
+            )
+            .await;
             attach_everything(&sdk, "crash.leaver").await;
-            let faults = Arc::new(CrashAfter { k, seen: AtomicUsize::new(0) });
+            let faults = Arc::new(CrashAfter {
+                k,
+                seen: AtomicUsize::new(0),
+            });
             let crashing = moto.provisioner(&env).await.with_faults(faults.clone());
             let b = left("l1", T2, "crash.leaver");
             let resp = run(&crashing, sqs(&[("l", &b, None)])).await;
             if faults.seen.load(Ordering::SeqCst) < k {
                 assert!(failures(&resp).is_empty());
-                assert!(k > 12, "{action}: a fully attached leaver makes many changes: k={k}");
+                assert!(
+                    k > 12,
+                    "{action}: a fully attached leaver makes many changes: k={k}"
+                );
                 break;
             }
             assert_eq!(failures(&resp), ["l"], "{action} k={k}");
@@ -196,7 +257,10 @@ async fn leaver_crash_after_each_change_then_redelivery_converges() {
                 assert_eq!(s.inline, ["hr-provisioner-deny-all"]);
             }
             assert!(s.secret_scheduled, "{action} k={k}");
-            assert!(virtual_devices(&sdk).await.is_empty(), "{action} k={k}: orphan virtual MFA");
+            assert!(
+                virtual_devices(&sdk).await.is_empty(),
+                "{action} k={k}: orphan virtual MFA"
+            );
             k += 1;
         }
     }
@@ -208,12 +272,20 @@ async fn rehire_gets_fresh_credentials_matching_the_restored_secret() {
     moto.seed().await;
     let sdk = moto.sdk().await;
     let p = moto.provisioner(&[]).await;
-    run(&p, sqs(&[("j", &joined("j1", T1, "re.hire", "engineering"), None)])).await;
+    run(
+        &p,
+        sqs(&[("j", &joined("j1", T1, "re.hire", "engineering"), None)]),
+    )
+    .await;
     let first = snapshot(&sdk, "re.hire").await;
     let first_password = moto.live_password("re.hire");
     run(&p, sqs(&[("l", &left("l1", T2, "re.hire"), None)])).await;
     let (logs, _g) = Logs::capture();
-    let resp = run(&p, sqs(&[("r", &joined("j2", T3, "re.hire", "engineering"), None)])).await;
+    let resp = run(
+        &p,
+        sqs(&[("r", &joined("j2", T3, "re.hire", "engineering"), None)]),
+    )
+    .await;
     assert!(failures(&resp).is_empty());
     assert_eq!(logs.audits()[0]["outcome"], "applied");
     let s = snapshot(&sdk, "re.hire").await;
@@ -221,7 +293,10 @@ async fn rehire_gets_fresh_credentials_matching_the_restored_secret() {
     assert!(s.inline.is_empty(), "deny-all removed");
     assert_eq!(s.groups, ["developers", "staff"]);
     let secret = s.secret.clone().expect("secret restored");
-    assert_eq!(s.keys, [secret["access_key_id"].as_str().unwrap().to_owned()]);
+    assert_eq!(
+        s.keys,
+        [secret["access_key_id"].as_str().unwrap().to_owned()]
+    );
     assert_ne!(s.keys, first.keys, "a new key");
     let live = moto.live_password("re.hire");
     assert_eq!(live.as_deref(), secret["password"].as_str());
@@ -241,9 +316,17 @@ async fn rehire_after_delete_recreates_the_user_and_restores_the_secret() {
     moto.seed().await;
     let sdk = moto.sdk().await;
     let p = moto.provisioner(&[("LEAVER_ACTION", "delete")]).await;
-    run(&p, sqs(&[("j", &joined("j1", T1, "back.again", "sales"), None)])).await;
+    run(
+        &p,
+        sqs(&[("j", &joined("j1", T1, "back.again", "sales"), None)]),
+    )
+    .await;
     run(&p, sqs(&[("l", &left("l1", T2, "back.again"), None)])).await;
-    let resp = run(&p, sqs(&[("r", &joined("j2", T3, "back.again", "sales"), None)])).await;
+    let resp = run(
+        &p,
+        sqs(&[("r", &joined("j2", T3, "back.again", "sales"), None)]),
+    )
+    .await;
     assert!(failures(&resp).is_empty(), "{resp:?}");
     let s = snapshot(&sdk, "back.again").await;
     assert!(s.exists && s.login_profile && !s.secret_scheduled);
