@@ -180,8 +180,16 @@ async fn delete_removes_the_user_and_its_virtual_mfa_device() {
     )
     .await;
     attach_everything(&sdk, "del.full").await;
+    let (logs, g) = Logs::capture();
     let resp = run(&p, sqs(&[("l", &left("l1", T2, "del.full"), None)])).await;
     assert!(failures(&resp).is_empty(), "{resp:?}");
+    let acts = logs.audits()[0]["actions"].clone();
+    println!(
+        "delete leaver, fully attached: {} changes: {acts}",
+        acts.as_array().unwrap().len()
+    );
+    assert_eq!(acts.as_array().unwrap().last().unwrap(), "DeleteUser");
+    drop(g);
     let s = snapshot(&sdk, "del.full").await;
     assert!(!s.exists);
     assert!(s.secret_scheduled);
