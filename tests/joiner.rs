@@ -2,11 +2,10 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use common::*;
-use hr_iam_provisioner::apply::Faults;
 
 const T1: &str = "2026-11-22T09:00:00Z";
 const T2: &str = "2026-11-23T09:00:00Z";
@@ -160,18 +159,6 @@ async fn duplicates_in_one_batch_and_redelivery_give_one_of_everything() {
     }
 }
 
-/// Stops a record after its k-th change, as a crash of the process would.
-struct CrashAfter {
-    k: usize,
-    seen: AtomicUsize,
-}
-
-impl Faults for CrashAfter {
-    fn crash_after(&self, _action: &str) -> bool {
-        self.seen.fetch_add(1, Ordering::SeqCst) + 1 == self.k
-    }
-}
-
 #[tokio::test]
 async fn crash_after_each_change_then_redelivery_converges() {
     let moto = Moto::start();
@@ -180,10 +167,7 @@ async fn crash_after_each_change_then_redelivery_converges() {
     loop {
         moto.reset();
         moto.seed().await;
-        let faults = Arc::new(CrashAfter {
-            k,
-            seen: AtomicUsize::new(0),
-        });
+        let faults = Arc::new(CrashAfter::new(k));
         let crashing = moto.provisioner(&[]).await.with_faults(faults.clone());
         let resp = run(&crashing, sqs(&[("m1", &b, None)])).await;
         let changes = faults.seen.load(Ordering::SeqCst);

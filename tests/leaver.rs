@@ -2,12 +2,11 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use aws_config::SdkConfig;
 use common::*;
-use hr_iam_provisioner::apply::Faults;
 
 const T1: &str = "2026-11-22T09:00:00Z";
 const T2: &str = "2026-11-23T09:00:00Z";
@@ -212,17 +211,6 @@ async fn leaver_for_an_unknown_user_is_unchanged() {
     assert_eq!(logs.audits()[0]["outcome"], "unchanged");
 }
 
-struct CrashAfter {
-    k: usize,
-    seen: AtomicUsize,
-}
-
-impl Faults for CrashAfter {
-    fn crash_after(&self, _: &str) -> bool {
-        self.seen.fetch_add(1, Ordering::SeqCst) + 1 == self.k
-    }
-}
-
 #[tokio::test]
 async fn leaver_crash_after_each_change_then_redelivery_converges() {
     let moto = Moto::start();
@@ -240,10 +228,7 @@ async fn leaver_crash_after_each_change_then_redelivery_converges() {
             )
             .await;
             attach_everything(&sdk, "crash.leaver").await;
-            let faults = Arc::new(CrashAfter {
-                k,
-                seen: AtomicUsize::new(0),
-            });
+            let faults = Arc::new(CrashAfter::new(k));
             let crashing = moto.provisioner(&env).await.with_faults(faults.clone());
             let b = left("l1", T2, "crash.leaver");
             let resp = run(&crashing, sqs(&[("l", &b, None)])).await;

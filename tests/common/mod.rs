@@ -6,11 +6,13 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use hr_iam_provisioner::apply::Faults;
 use hr_iam_provisioner::config::Config;
 use hr_iam_provisioner::service::Provisioner;
 use hr_iam_provisioner::wiring;
@@ -459,5 +461,26 @@ impl Snapshot {
             .iter()
             .find(|(key, _)| key == k)
             .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Stops a record after its k-th change, as a crash of the process would.
+pub struct CrashAfter {
+    pub k: usize,
+    pub seen: AtomicUsize,
+}
+
+impl CrashAfter {
+    pub fn new(k: usize) -> Self {
+        CrashAfter {
+            k,
+            seen: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl Faults for CrashAfter {
+    fn crash_after(&self, _action: &str) -> bool {
+        self.seen.fetch_add(1, Ordering::SeqCst) + 1 == self.k
     }
 }
