@@ -1,0 +1,178 @@
+"""The benchmark of issue 6: cold start, batch latency through a 40 ms proxy, AWS
+calls per joiner/leaver, peak RSS, zip size. Prints a markdown table and writes it
+(with the machine's description) to bench/results.md.
+
+    .venv/bin/python bench/bench.py --binary target/release/bootstrap --zip-bytes N --zip-how TEXT
+"""
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import ROOT, Function, RuntimeEmulator, Stack, failed_ids, function_env, hr_event, sqs_event  # noqa: E402
+
+
+def machine():
+    cpu = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        mem_kb = int(f.readline().split()[1])
+    return f"{os.cpu_count()} CPUs ({cpu}), {mem_kb / 1048576:.1f} GiB RAM, {platform.system()} {platform.release()}"
+
+
+def cold_starts(stack, binary, runs, outdir, log):
+    """Each run: reset+seed moto, queue a fresh joiner, start the process, then a warm
+    fresh joiner (another user) to the same process. Straight to moto (no proxy)."""
+    emu = RuntimeEmulator(0, 60000).start()
+    rows, failures = [], 0
+    try:
+        for i in range(runs):
+            stack.reset_seed()
+            emu.reset_stats()
+            rid = emu.enqueue(sqs_event([hr_event("joined", 1)]))
+            fn = Function(emu, binary, function_env(stack.moto), outdir, f"cold{i}")
+            try:
+                r1 = emu.wait(rid, 30)
+                first_next = emu.next_arrivals[0]["mono_ns"]
+                answered = emu.invocations[rid].answered[0]
+                emu.wait_next_arrivals(2, 30, alive=lambda: fn.proc.poll() is None)
+                r2 = emu.invoke(sqs_event([hr_event("joined", 2)]), 30)
+                if failed_ids(r1["response"]) != [] or failed_ids(r2["response"]) != []:
+                    failures += 1
+                row = {"next": (first_next - fn.t0) / 1e6, "first": (answered - fn.t0) / 1e6,
+                       "warm": r2["latency_ms"]}
+                row["cold"] = row["first"] - row["warm"]
+                rows.append(row)
+                log(f"  cold run {i + 1}: start->next {row['next']:.2f} ms, start->answer {row['first']:.2f} ms, "
+                    f"warm {row['warm']:.2f} ms, cold {row['cold']:.2f} ms")
+            finally:
+                fn.kill()
+    finally:
+        emu.stop()
+    return rows, failures
+
+
+def calls(stats):
+    return sum(1 for c in stats["calls"] if not c.get("throttled"))
+
+
+def batches(stack, binary, rounds, outdir, log):
+    stack.proxy_config(latency_ms=40, throttle_rate=0.0)
+    res = {"one": [], "ten_j": [], "ten_l": [], "joiner_calls": [], "leaver_calls": [], "leaver10_calls": [],
+           "rss_kb": [], "failures": 0, "joiner_ops": None, "leaver_ops": None}
+    for r in range(rounds):
+        stack.reset_seed()
+        emu = RuntimeEmulator(0, 60000).start()
+        fn = Function(emu, binary, function_env(stack.proxy), outdir, f"batch{r}")
+        try:
+            def run(bodies):
+                out = emu.invoke(sqs_event(bodies, fifo=True), 60)
+                if failed_ids(out["response"]) != []:
+                    res["failures"] += 1
+                return out["latency_ms"]
+            run([hr_event("joined", 900)])                      # container warm-up (per-container reads)
+            stack.proxy_reset()
+            res["one"].append(run([hr_event("joined", 1)]))
+            st = stack.proxy_stats()
+            res["joiner_calls"].append(calls(st))
+            res["joiner_ops"] = st["counts"]
+            stack.proxy_reset()
+            res["ten_j"].append(run([hr_event("joined", 10 + k) for k in range(10)]))
+            stack.proxy_reset()
+            res["ten_l"].append(run([hr_event("left", 10 + k, day=23) for k in range(10)]))
+            res["leaver10_calls"].append(calls(stack.proxy_stats()) / 10)
+            stack.proxy_reset()
+            run([hr_event("left", 1, day=23)])
+            st = stack.proxy_stats()
+            res["leaver_calls"].append(calls(st))
+            res["leaver_ops"] = st["counts"]
+            res["rss_kb"].append(fn.vm_hwm_kb())
+            log(f"  batch round {r + 1}: one joiner {res['one'][-1]:.1f} ms, 10 joiners {res['ten_j'][-1]:.1f} ms, "
+                f"10 leavers {res['ten_l'][-1]:.1f} ms, peak RSS {res['rss_kb'][-1]} kB")
+        finally:
+            fn.kill()
+            emu.stop()
+    return res
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "bootstrap"))
+    p.add_argument("--cold-runs", type=int, default=20)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--zip-bytes", type=int, default=None)
+    p.add_argument("--zip-how", default="")
+    p.add_argument("--out", default=os.path.join(ROOT, "bench", "results.md"))
+    a = p.parse_args()
+    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+    outdir = tempfile.mkdtemp(prefix="hr-bench-")
+    started = time.time()
+    stack = Stack(latency_ms=0, logdir=outdir)
+    try:
+        log("cold starts ...")
+        cold, cold_fail = cold_starts(stack, a.binary, a.cold_runs, outdir, log)
+        log("batches through the 40 ms proxy ...")
+        b = batches(stack, a.binary, a.rounds, outdir, log)
+    finally:
+        stack.stop()
+
+    med = statistics.median
+    def cm(k):
+        v = [r[k] for r in cold]
+        return med(v), max(v)
+    one, ten_j, ten_l = med(b["one"]), med(b["ten_j"]), med(b["ten_l"])
+    rss_mb = max(b["rss_kb"]) / 1024
+    jc, lc, l10 = max(b["joiner_calls"]), max(b["leaver_calls"]), max(b["leaver10_calls"])
+    zip_mb = a.zip_bytes / 1048576 if a.zip_bytes else None
+
+    def ok(cond):
+        return "met" if cond else "**missed**"
+    rows = [
+        ("Cold start: process start -> first answer - warm answer (median / max)",
+         "%.2f / %.2f ms" % cm("cold"), "<= 6 ms median", ok(cm("cold")[0] <= 6)),
+        ("Process start -> first GET next (median / max)", "%.2f / %.2f ms" % cm("next"), "", ""),
+        ("Process start -> first answer (median / max)", "%.2f / %.2f ms" % cm("first"), "", ""),
+        ("Warm answer, fresh joiner, no proxy (median / max)", "%.2f / %.2f ms" % cm("warm"), "", ""),
+        ("One joiner (40 ms proxy)", f"{one:.1f} ms", "", ""),
+        ("Batch of 10 joiners (40 ms proxy)", f"{ten_j:.1f} ms = {ten_j / one:.2f}x one joiner", "<= 1.5x",
+         ok(ten_j / one <= 1.5)),
+        ("Batch of 10 leavers (40 ms proxy)", f"{ten_l:.1f} ms = {ten_l / one:.2f}x one joiner", "<= 1.5x",
+         ok(ten_l / one <= 1.5)),
+        ("AWS calls per fresh joiner (2 groups, console, key)", f"{jc}", "<= 10", ok(jc <= 10)),
+        ("AWS calls per leaver (alone / mean in batch of 10)", f"{lc} / {l10:.1f}", "", ""),
+        ("Peak RSS (VmHWM) after all batches", f"{rss_mb:.1f} MB", "<= 16 MB", ok(rss_mb <= 16)),
+        ("Deployment zip", f"{zip_mb:.2f} MB ({a.zip_how})" if zip_mb else "not measured", "<= 4 MB",
+         ok(zip_mb <= 4) if zip_mb else ""),
+    ]
+    lines = ["| measure | result | target | |", "|---|---|---|---|"]
+    lines += [f"| {m} | {r} | {t} | {o} |" for m, r, t, o in rows]
+    ops = lambda c: ", ".join(f"{op} {n}" for svc in sorted(c) for op, n in sorted(c[svc].items()))  # noqa: E731
+    notes = [
+        f"Machine: {machine()}.",
+        f"Binary: `{os.path.relpath(a.binary, ROOT)}` ({os.path.getsize(a.binary) / 1048576:.2f} MB). "
+        f"Cold start: {len(cold)} starts, each a fresh joiner after a moto reset, warm = another fresh joiner. "
+        f"Batches: median of {a.rounds} rounds; latency = emulator enqueue -> answer.",
+        f"Joiner calls: {ops(b['joiner_ops'] or {})}.",
+        f"Leaver calls: {ops(b['leaver_ops'] or {})}.",
+        f"Records reported failed: cold {cold_fail}, batches {b['failures']} (should be 0). "
+        f"Bench wall time {time.time() - started:.0f} s.",
+    ]
+    text = "\n".join(lines) + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
+    print(text)
+    with open(a.out, "w") as f:
+        f.write(f"# Benchmark results\n\nWritten by `scripts/bench.sh` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.\n\n")
+        f.write(text)
+    return 0 if not (cold_fail or b["failures"]) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The benchmark of issue 6 (see bench/README.md): builds the release binary as deployed,
+# measures the deployment zip, then cold start, batch latency through a 40 ms proxy,
+# AWS calls per joiner/leaver and peak RSS against a local moto. Prints the table and
+# writes it to bench/results.md. Everything binds to 127.0.0.1; it stops what it starts.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+bash scripts/venv.sh
+py="$root/.venv/bin/python"
+
+echo "== cargo build --release --bin bootstrap" >&2
+cargo build --release --bin bootstrap >&2
+
+# Deployment zip: cargo-lambda (x86_64, its zig linker from the venv; never installs a
+# toolchain: CARGO_LAMBDA_NO_INSTALL stops the zig prompt). Fallback: the release
+# binary (already stripped by the profile) zipped as `bootstrap` with python's zipfile.
+zip_bytes="" zip_how=""
+lambda_zip="$root/target/lambda/bootstrap/bootstrap.zip"
+echo "== cargo lambda build --release --x86-64 --output-format zip" >&2
+if timeout 900 "$root/.venv/bin/cargo-lambda" lambda build --release --x86-64 --bin bootstrap \
+     --output-format zip </dev/null >&2 && [ -f "$lambda_zip" ]; then
+  zip_bytes=$(stat -c %s "$lambda_zip")
+  zip_how="cargo lambda build --release --x86-64 --output-format zip"
+else
+  echo "cargo lambda build failed; zipping target/release/bootstrap with python zipfile instead" >&2
+  tmpzip="$(mktemp -d)/bootstrap.zip"
+  "$py" - "$root/target/release/bootstrap" "$tmpzip" <<'PY'
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[2], "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
+    info = zipfile.ZipInfo("bootstrap"); info.external_attr = 0o755 << 16
+    info.compress_type = zipfile.ZIP_DEFLATED
+    z.writestr(info, open(sys.argv[1], "rb").read())
+PY
+  zip_bytes=$(stat -c %s "$tmpzip")
+  zip_how="stripped x86_64 release binary zipped with python zipfile (cargo lambda build failed)"
+fi
+
+echo "== measuring (about 1 minute)" >&2
+exec "$py" bench/bench.py --binary "$root/target/release/bootstrap" \
+  --zip-bytes "$zip_bytes" --zip-how "$zip_how" "$@"
