@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every test: unit tests, moto integration tests, and the offline infra linters.
+# Every test: unit tests, moto integration and SDK-mock tests, the fault-injection
+# suite, and the offline infra linters.
 # Installs what it needs (Python venvs) itself. Called by .ci/run.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -7,6 +8,8 @@ cd "$root"
 bash scripts/venv.sh
 export MOTO_SERVER="$root/.venv/bin/moto_server"
 cargo test --locked --all-targets 2>&1
-if [ -x scripts/check-infra.sh ]; then
-  bash scripts/check-infra.sh
-fi
+# The function as a real process (Lambda Runtime API) under throttling, crashes,
+# duplicates; and a leak scan. Ends with "N passed, M failed".
+bash scripts/fault-suite.sh
+# cfn-lint, checkov, parliament and the template tests.
+bash scripts/check-infra.sh
