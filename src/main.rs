@@ -9,7 +9,9 @@ use hr_iam_provisioner::service::Provisioner;
 use hr_iam_provisioner::{logging, wiring};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 
-#[tokio::main]
+// One thread: the work is I/O-bound and concurrent within the batch; a single
+// thread keeps memory (one malloc arena, no worker stacks) and start-up small.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     logging::init();
     let config = match Config::from_env(|k| std::env::var(k).ok()) {

@@ -485,15 +485,18 @@ fn plan_leaver(ev: &HrEvent, cfg: &Config, u: &UserInfo, state: &UserState) -> P
     let att = &state.attachments;
     let mut plan = Plan::default();
 
+    // The claim (ordering tags) and the deny come first, together: the deny makes
+    // every key and session of the user stop working at once, before the slower
+    // clean-up runs.
+    let mut first: Vec<Step> = Vec::new();
     let claim = tag_diff(u, desired_tags(ev, STATUS_RETIRED));
     if !claim.is_empty() {
-        plan.push(vec![Step::TagUser { tags: claim }]);
+        first.push(Step::TagUser { tags: claim });
     }
-    // Deny first: every key and session of the user stops working at once, before
-    // the slower clean-up runs.
     if !att.inline_policies.contains(DENY_ALL_POLICY) {
-        plan.push(vec![Step::PutDenyAll]);
+        first.push(Step::PutDenyAll);
     }
+    plan.push(first);
 
     let mut removals = Vec::new();
     if att.login_profile {
@@ -545,31 +548,35 @@ fn plan_leaver(ev: &HrEvent, cfg: &Config, u: &UserInfo, state: &UserState) -> P
             .iter()
             .map(|g| Step::RemoveFromGroup { group: g.clone() }),
     );
-    plan.push(removals);
-    plan.push(
-        att.mfa_devices
-            .iter()
-            .filter(|s| is_virtual_mfa(s))
-            .map(|s| Step::DeleteVirtualMfa { serial: s.clone() })
-            .collect(),
-    );
-
-    // The secret must hold nothing the user no longer has; then it is scheduled
-    // for deletion. Both happen before any DeleteUser, since after it a
-    // redelivery finds no user and would do nothing.
+    // The secret must hold nothing the user no longer has: emptied alongside the
+    // removals, then scheduled for deletion. Both come before any DeleteUser, since
+    // after it a redelivery finds no user and would do nothing.
+    let secret_present = matches!(state.secret, SecretState::Present(_));
     if let SecretState::Present(v) = &state.secret {
         if !v.readable || v.has_password || v.has_secret_key || v.access_key_id.is_some() {
-            plan.push(vec![Step::WriteSecret(SecretWrite {
+            removals.push(Step::WriteSecret(SecretWrite {
                 how: SecretHow::Put,
                 password: Cred::Drop,
                 key: Cred::Drop,
                 password_pending: false,
-            })]);
+            }));
         }
-        plan.push(vec![Step::ScheduleSecretDeletion {
-            recovery_days: cfg.recovery_days,
-        }]);
     }
+    plan.push(removals);
+
+    // A virtual device can be deleted only once it is deactivated.
+    let mut last: Vec<Step> = att
+        .mfa_devices
+        .iter()
+        .filter(|s| is_virtual_mfa(s))
+        .map(|s| Step::DeleteVirtualMfa { serial: s.clone() })
+        .collect();
+    if secret_present {
+        last.push(Step::ScheduleSecretDeletion {
+            recovery_days: cfg.recovery_days,
+        });
+    }
+    plan.push(last);
 
     if cfg.leaver_action == LeaverAction::Delete {
         plan.push(vec![Step::DeleteInlinePolicy {

@@ -98,7 +98,20 @@ impl Provisioner {
         b: &Budget,
     ) -> Result<(UserState, Option<SecretDoc>), AwsError> {
         let iam = &self.services.iam;
-        let lookup = iam.lookup(&ev.user_name, b).await?;
+        let secret_name = self.config.secret_name(&ev.user_name);
+        // A leaver reads the secret alongside the user: it is needed whenever the
+        // user exists. A fresh joiner must not pay for it (it writes the secret
+        // optimistically), so a joiner reads it only once the user is found.
+        let (lookup, leaver_secret) = match ev.event_type {
+            EventType::Joined => (iam.lookup(&ev.user_name, b).await?, None),
+            EventType::Left => {
+                let (lookup, secret) = futures::try_join!(
+                    iam.lookup(&ev.user_name, b),
+                    self.services.secrets.read(&secret_name, b)
+                )?;
+                (lookup, Some(secret))
+            }
+        };
         if !matches!(lookup, Lookup::Found(_)) {
             return Ok((
                 UserState {
@@ -108,15 +121,16 @@ impl Provisioner {
                 None,
             ));
         }
-        let depth = match ev.event_type {
-            EventType::Joined => Depth::Joiner,
-            EventType::Left => Depth::Leaver,
+        let (attachments, (secret, doc)) = match leaver_secret {
+            Some(secret) => (
+                iam.attachments(&ev.user_name, Depth::Leaver, b).await?,
+                secret,
+            ),
+            None => futures::try_join!(
+                iam.attachments(&ev.user_name, Depth::Joiner, b),
+                self.services.secrets.read(&secret_name, b)
+            )?,
         };
-        let secret_name = self.config.secret_name(&ev.user_name);
-        let (attachments, (secret, doc)) = futures::try_join!(
-            iam.attachments(&ev.user_name, depth, b),
-            self.services.secrets.read(&secret_name, b)
-        )?;
         Ok((
             UserState {
                 lookup,
@@ -148,12 +162,23 @@ impl Provisioner {
         b: Budget,
         log: &ActionLog,
     ) -> Result<Report, ApplyError> {
-        // Only joiners need the URL (for the secret and the mail); a leaver keeps
-        // whatever the secret already says.
-        let signin_url = match ev.event_type {
-            EventType::Joined => self.signin_url(function_arn, &b).await?,
-            EventType::Left => "",
+        // Only joiners need the URL (for the secret and the mail) and the password
+        // policy; both are read once per container, alongside the first state read
+        // so that a cold container pays no extra round trip. A leaver keeps
+        // whatever URL the secret already says.
+        let per_container = async {
+            match ev.event_type {
+                EventType::Joined => {
+                    let (url, _) = futures::try_join!(
+                        self.signin_url(function_arn, &b),
+                        self.password_policy(&b)
+                    )?;
+                    Ok(url)
+                }
+                EventType::Left => Ok(""),
+            }
         };
+        let (signin_url, first) = futures::try_join!(per_container, self.read(ev, &b))?;
         let rule = self
             .config
             .rules
@@ -163,8 +188,12 @@ impl Provisioner {
             rule,
             signin_url,
         };
+        let mut read = Some(first);
         for round in 1..=MAX_ROUNDS {
-            let (state, doc) = self.read(ev, &b).await?;
+            let (state, doc) = match read.take() {
+                Some(r) => r,
+                None => self.read(ev, &b).await?,
+            };
             let p = match plan(ev, &cx, &state) {
                 Verdict::Stale(why) => return Ok(Report::new(Outcome::Stale, Some(why))),
                 Verdict::Rejected(why) => return Ok(Report::new(Outcome::Rejected, Some(why))),
