@@ -136,7 +136,7 @@ pub fn http_client() -> SharedHttpClient {
         .build()
         .expect("the compiled-in root certificates are valid"); // ok: constant input, checked by every test run
     aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
         .tls_context(ctx)
         .build_https()
 }

@@ -104,6 +104,7 @@ impl Moto {
 
     pub async fn sdk(&self) -> SdkConfig {
         aws_config::defaults(BehaviorVersion::latest())
+            .http_client(wiring::http_client())
             .endpoint_url(self.url())
             .region(Region::new("us-east-1"))
             .credentials_provider(aws_sdk_iam::config::Credentials::new(
