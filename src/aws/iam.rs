@@ -77,8 +77,10 @@ impl Iam {
             // whole account is scanned for a case-insensitive holder of the name.
             Err(e) if e.kind == ErrorKind::NotFound => {
                 let users: Vec<_> = call(b, Retry::Safe, || async {
+                    // Pages of 1,000 (IAM's maximum): one call for most accounts.
                     c.list_users()
                         .into_paginator()
+                        .page_size(1000)
                         .items()
                         .send()
                         .try_collect()
@@ -283,6 +285,7 @@ impl Iam {
             c.list_virtual_mfa_devices()
                 .assignment_status(AssignmentStatusType::Unassigned)
                 .into_paginator()
+                .page_size(1000)
                 .items()
                 .send()
                 .try_collect()
