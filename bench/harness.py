@@ -111,6 +111,10 @@ def function_env(endpoint, **extra):
            "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "SENDER_EMAIL": SENDER,
            "PROVISIONING_RULES": RULES}
     env.update({k: v for k, v in extra.items() if v is not None})
+    # BENCH_FUNCTION_ENV="K=V,K=V" adds function settings (e.g. SIGNIN_URL) to a run.
+    for pair in filter(None, os.environ.get("BENCH_FUNCTION_ENV", "").split(",")):
+        k, _, v = pair.partition("=")
+        env[k] = v
     return env
 
 
