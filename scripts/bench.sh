@@ -6,6 +6,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+target="${CARGO_TARGET_DIR:-$root/target}"
 bash scripts/venv.sh
 py="$root/.venv/bin/python"
 
@@ -16,7 +17,7 @@ cargo build --release --bin bootstrap >&2
 # toolchain: CARGO_LAMBDA_NO_INSTALL stops the zig prompt). Fallback: the release
 # binary (already stripped by the profile) zipped as `bootstrap` with python's zipfile.
 zip_bytes="" zip_how=""
-lambda_zip="$root/target/lambda/bootstrap/bootstrap.zip"
+lambda_zip="$target/lambda/bootstrap/bootstrap.zip"
 echo "== cargo lambda build --release --x86-64 --output-format zip" >&2
 if timeout 900 "$root/.venv/bin/cargo-lambda" lambda build --release --x86-64 --bin bootstrap \
      --output-format zip </dev/null >&2 && [ -f "$lambda_zip" ]; then
@@ -25,7 +26,7 @@ if timeout 900 "$root/.venv/bin/cargo-lambda" lambda build --release --x86-64 --
 else
   echo "cargo lambda build failed; zipping target/release/bootstrap with python zipfile instead" >&2
   tmpzip="$(mktemp -d)/bootstrap.zip"
-  "$py" - "$root/target/release/bootstrap" "$tmpzip" <<'PY'
+  "$py" - "$target/release/bootstrap" "$tmpzip" <<'PY'
 import sys, zipfile
 with zipfile.ZipFile(sys.argv[2], "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
     info = zipfile.ZipInfo("bootstrap"); info.external_attr = 0o755 << 16
@@ -37,5 +38,5 @@ PY
 fi
 
 echo "== measuring (about 1 minute)" >&2
-exec "$py" bench/bench.py --binary "$root/target/release/bootstrap" \
+exec "$py" bench/bench.py --binary "$target/release/bootstrap" \
   --zip-bytes "$zip_bytes" --zip-how "$zip_how" "$@"

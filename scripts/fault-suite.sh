@@ -7,6 +7,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+target="${CARGO_TARGET_DIR:-$root/target}"
 bash scripts/venv.sh
 cargo build --bin bootstrap >&2
-exec "$root/.venv/bin/python" bench/fault_suite.py --binary "$root/target/debug/bootstrap" "$@"
+exec "$root/.venv/bin/python" bench/fault_suite.py --binary "$target/debug/bootstrap" "$@"
