@@ -268,13 +268,28 @@ pub fn failures(r: &SqsBatchResponse) -> Vec<String> {
         .collect()
 }
 
-/// Captures every log line written while the guard lives (current thread).
+/// Captures every log line written on this thread while the guard lives.
+///
+/// One global subscriber writes to whichever buffer the current thread has set:
+/// scoped (`set_default`) subscribers in parallel tests can miss events through
+/// tracing's shared callsite-interest cache. Tests run on a current-thread runtime,
+/// so all of a test's events are written on its own thread.
 #[derive(Clone, Default)]
 pub struct Logs(Arc<Mutex<Vec<u8>>>);
 
-impl Write for Logs {
+thread_local! {
+    static CURRENT: std::cell::RefCell<Option<Logs>> = const { std::cell::RefCell::new(None) };
+}
+
+struct ThreadWriter;
+
+impl Write for ThreadWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
+        CURRENT.with(|c| {
+            if let Some(logs) = &*c.borrow() {
+                logs.0.lock().unwrap().extend_from_slice(buf);
+            }
+        });
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -282,13 +297,24 @@ impl Write for Logs {
     }
 }
 
+pub struct CaptureGuard;
+
+impl Drop for CaptureGuard {
+    fn drop(&mut self) {
+        CURRENT.with(|c| *c.borrow_mut() = None);
+    }
+}
+
 impl Logs {
-    pub fn capture() -> (Logs, tracing::subscriber::DefaultGuard) {
+    pub fn capture() -> (Logs, CaptureGuard) {
+        static INIT: std::sync::Once = std::sync::Once::new();
+        INIT.call_once(|| {
+            let sub = hr_iam_provisioner::logging::subscriber(|| ThreadWriter);
+            tracing::subscriber::set_global_default(sub).expect("one global subscriber");
+        });
         let logs = Logs::default();
-        let l2 = logs.clone();
-        let sub = hr_iam_provisioner::logging::subscriber(move || l2.clone());
-        let guard = tracing::subscriber::set_default(sub);
-        (logs, guard)
+        CURRENT.with(|c| *c.borrow_mut() = Some(logs.clone()));
+        (logs, CaptureGuard)
     }
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
