@@ -81,6 +81,10 @@ class Stack:
             RequireUppercaseCharacters=True, RequireLowercaseCharacters=True)
         self.iam.create_account_alias(AccountAlias="acme-demo")
         self.ses.create_email_identity(EmailIdentity=SENDER)
+        # moto builds a service's backend lazily on its first request after a reset;
+        # touch Secrets Manager here so that cost is not charged to the function's
+        # cold start (IAM and SES were touched by the seeding above).
+        self.sm.list_secrets()
         self.proxy_reset()
 
     def proxy_config(self, **cfg):
