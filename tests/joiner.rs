@@ -519,3 +519,90 @@ async fn a_batch_of_joiners_leaks_no_credential_anywhere() {
     assert_eq!(checked, 20);
     assert_eq!(logs.audits().len(), 10);
 }
+
+#[tokio::test]
+async fn custom_path_prefix_kms_key_boundary_and_managed_policies_are_used() {
+    let moto = Moto::start();
+    moto.seed().await;
+    let sdk = moto.sdk().await;
+    let iam = aws_sdk_iam::Client::new(&sdk);
+    let policy = iam
+        .create_policy()
+        .policy_name("ReadBilling")
+        .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"aws-portal:ViewBilling","Resource":"*"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    let policy_arn = policy.policy().unwrap().arn().unwrap().to_owned();
+    let rules = format!(
+        r#"{{"default":{{"groups":["staff"],"console":true,"access_key":true,"managed_policies":["{policy_arn}"]}}}}"#
+    );
+    let (logs, _g) = Logs::capture();
+    let p = moto
+        .provisioner(&[
+            ("USER_PATH", "/people/hr/"),
+            ("SECRET_PREFIX", "iam/users/"),
+            ("SECRET_KMS_KEY_ID", "alias/hr-secrets"),
+            (
+                "PERMISSIONS_BOUNDARY_ARN",
+                "arn:aws:iam::123456789012:policy/employee-boundary",
+            ),
+            ("PROVISIONING_RULES", &rules),
+        ])
+        .await;
+    let resp = run(
+        &p,
+        sqs(&[("m1", &joined("e1", T1, "custom.cfg", "finance"), None)]),
+    )
+    .await;
+    assert!(failures(&resp).is_empty(), "{resp:?} {}", logs.text());
+    let u = iam.get_user().user_name("custom.cfg").send().await.unwrap();
+    assert_eq!(u.user().unwrap().path(), "/people/hr/");
+    let attached = iam
+        .list_attached_user_policies()
+        .user_name("custom.cfg")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        attached.attached_policies()[0].policy_arn(),
+        Some(policy_arn.as_str())
+    );
+    let sm = aws_sdk_secretsmanager::Client::new(&sdk);
+    let d = sm
+        .describe_secret()
+        .secret_id("iam/users/custom.cfg")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(d.kms_key_id(), Some("alias/hr-secrets"));
+    let tags: Vec<(String, String)> = d
+        .tags()
+        .iter()
+        .map(|t| {
+            (
+                t.key().unwrap_or_default().to_owned(),
+                t.value().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert!(tags.contains(&("hr:managed-by".into(), "hr-provisioner".into())));
+    assert!(tags.contains(&("hr:employee-id".into(), "E-custom.cfg".into())));
+    assert!(acts_contain(
+        &logs.audits()[0],
+        &format!("AttachUserPolicy:{policy_arn}")
+    ));
+    // A user at the default path is outside this USER_PATH: refused.
+    iam.create_user()
+        .user_name("outside.path")
+        .path("/employees/")
+        .send()
+        .await
+        .unwrap();
+    let resp = run(&p, sqs(&[("m2", &left("e2", T2, "outside.path"), None)])).await;
+    assert_eq!(failures(&resp), ["m2"]);
+}
+
+fn acts_contain(audit: &serde_json::Value, action: &str) -> bool {
+    actions(audit).iter().any(|a| a == action)
+}
