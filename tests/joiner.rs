@@ -606,3 +606,54 @@ async fn custom_path_prefix_kms_key_boundary_and_managed_policies_are_used() {
 fn acts_contain(audit: &serde_json::Value, action: &str) -> bool {
     actions(audit).iter().any(|a| a == action)
 }
+
+/// A login profile whose password no secret holds (made by hand, or by a run that
+/// died) is reset to a stored one; a key the secret does not hold is replaced.
+#[tokio::test]
+async fn unstored_password_is_reset_and_unstored_key_replaced() {
+    let moto = Moto::start();
+    moto.seed().await;
+    let sdk = moto.sdk().await;
+    let p = moto.provisioner(&[]).await;
+    run(
+        &p,
+        sqs(&[("m1", &joined("e1", T1, "drift.user", "engineering"), None)]),
+    )
+    .await;
+    let sm = aws_sdk_secretsmanager::Client::new(&sdk);
+    sm.put_secret_value()
+        .secret_id("hr-provisioner/drift.user")
+        .secret_string(format!(
+            r#"{{"user_name":"drift.user","signin_url":"{URL}"}}"#
+        ))
+        .send()
+        .await
+        .unwrap();
+    let before = moto.live_password("drift.user");
+    let (logs, _g) = Logs::capture();
+    let resp = run(
+        &p,
+        sqs(&[("m2", &joined("e2", T2, "drift.user", "engineering"), None)]),
+    )
+    .await;
+    assert!(failures(&resp).is_empty());
+    let acts = actions(&logs.audits()[0]);
+    assert!(acts.contains(&"UpdateLoginProfile".to_owned()), "{acts:?}");
+    assert!(
+        acts.iter().any(|a| a.starts_with("DeleteAccessKey:")),
+        "{acts:?}"
+    );
+    let s = snapshot(&sdk, "drift.user").await;
+    let secret = s.secret.unwrap();
+    assert!(
+        secret.get("password_pending").is_none(),
+        "pending flag cleared"
+    );
+    let live = moto.live_password("drift.user");
+    assert_eq!(live.as_deref(), secret["password"].as_str());
+    assert_ne!(live, before);
+    assert_eq!(
+        s.keys,
+        [secret["access_key_id"].as_str().unwrap().to_owned()]
+    );
+}
