@@ -133,6 +133,7 @@ impl Provisioner {
         arn: &str,
         deadline: Instant,
     ) -> Vec<(usize, Outcome)> {
+        let lane = in_event_order(records, lane);
         let mut failed_groups: HashSet<&str> = HashSet::new();
         let mut out = Vec::with_capacity(lane.len());
         for i in lane {
@@ -189,6 +190,19 @@ impl Provisioner {
             },
         }
     }
+}
+
+/// A standard queue delivers in any order: one user's records of a batch run in
+/// event order, `(occurred_at, event_id)`, so a joiner and its leaver in one batch
+/// end the same way whichever came first. FIFO lanes keep the queue's order.
+fn in_event_order(records: &[Record], mut lane: Vec<usize>) -> Vec<usize> {
+    if lane.iter().all(|&i| records[i].group.is_none()) {
+        lane.sort_by(|&a, &b| match (&records[a].parsed, &records[b].parsed) {
+            (Ok(x), Ok(y)) => (x.occurred_at, &x.event_id).cmp(&(y.occurred_at, &y.event_id)),
+            _ => a.cmp(&b),
+        });
+    }
+    lane
 }
 
 fn to_record(index: usize, m: SqsMessage) -> Record {
@@ -257,6 +271,27 @@ mod tests {
             group: group.map(str::to_owned),
             parsed,
         }
+    }
+
+    #[test]
+    fn standard_queue_lanes_run_in_event_order_fifo_lanes_in_queue_order() {
+        let at = |index: usize, t: &str, group: Option<&str>| {
+            let mut r = rec(index, group, Some("a"));
+            r.parsed = parse_body(&format!(
+                r#"{{"event_id":"e{index}","event_type":"employee.left","occurred_at":"{t}","employee":{{"employee_id":"E","username":"a"}}}}"#
+            ));
+            r
+        };
+        let std_q = vec![
+            at(0, "2026-11-23T00:00:00Z", None),
+            at(1, "2026-11-22T00:00:00Z", None),
+        ];
+        assert_eq!(in_event_order(&std_q, vec![0, 1]), vec![1, 0]);
+        let fifo = vec![
+            at(0, "2026-11-23T00:00:00Z", Some("g")),
+            at(1, "2026-11-22T00:00:00Z", Some("g")),
+        ];
+        assert_eq!(in_event_order(&fifo, vec![0, 1]), vec![0, 1]);
     }
 
     #[test]

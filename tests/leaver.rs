@@ -325,3 +325,31 @@ async fn rehire_after_delete_recreates_the_user_and_restores_the_secret() {
     assert!(s.exists && s.login_profile && !s.secret_scheduled);
     assert!(s.secret.unwrap()["password"].is_string());
 }
+
+/// A standard queue may hand a leaver and its joiner over in one batch, leaver
+/// first: they still apply in event order, and the user ends retired.
+#[tokio::test]
+async fn leaver_before_its_joiner_in_one_batch_still_ends_retired() {
+    let moto = Moto::start();
+    moto.seed().await;
+    let (logs, _g) = Logs::capture();
+    let p = moto.provisioner(&[]).await;
+    let resp = run(
+        &p,
+        sqs(&[
+            ("l", &left("l1", T2, "swap.order"), None),
+            ("j", &joined("j1", T1, "swap.order", "sales"), None),
+        ]),
+    )
+    .await;
+    assert!(failures(&resp).is_empty());
+    let s = snapshot(&moto.sdk().await, "swap.order").await;
+    assert_eq!(s.tag("hr:status"), Some("retired"));
+    assert!(!s.login_profile && s.keys.is_empty() && s.groups.is_empty());
+    let order: Vec<_> = logs
+        .audits()
+        .iter()
+        .map(|a| a["message_id"].clone())
+        .collect();
+    assert_eq!(order, ["j", "l"]);
+}
