@@ -33,6 +33,16 @@ macro_rules! op {
     };
 }
 
+/// A list call whose answer becomes the ids of its items.
+macro_rules! ids {
+    ($budget:expr, $name:literal, $req:expr, $items:ident, $id:ident) => {
+        async {
+            let out = op!($budget, Retry::Safe, $name, $req).await?;
+            Ok::<Vec<String>, AwsError>(out.$items().iter().map(|x| x.$id().to_owned()).collect())
+        }
+    };
+}
+
 impl Iam {
     pub fn new(client: Client, tolerate_unsupported: bool) -> Self {
         Iam {
@@ -191,51 +201,27 @@ impl Iam {
             ..Attachments::default()
         };
         if depth == Depth::Leaver {
-            let mfa = async {
-                let out = op!(
-                    b,
-                    Retry::Safe,
-                    "ListMFADevices",
-                    c.list_mfa_devices().user_name(name)
-                )
-                .await?;
-                Ok::<_, AwsError>(
-                    out.mfa_devices()
-                        .iter()
-                        .map(|d| d.serial_number().to_owned())
-                        .collect::<Vec<_>>(),
-                )
-            };
-            let ssh = async {
-                let out = op!(
-                    b,
-                    Retry::Safe,
-                    "ListSSHPublicKeys",
-                    c.list_ssh_public_keys().user_name(name)
-                )
-                .await?;
-                Ok::<_, AwsError>(
-                    out.ssh_public_keys()
-                        .iter()
-                        .map(|k| k.ssh_public_key_id().to_owned())
-                        .collect::<Vec<_>>(),
-                )
-            };
-            let certs = async {
-                let out = op!(
-                    b,
-                    Retry::Safe,
-                    "ListSigningCertificates",
-                    c.list_signing_certificates().user_name(name)
-                )
-                .await?;
-                Ok::<_, AwsError>(
-                    out.certificates()
-                        .iter()
-                        .map(|k| k.certificate_id().to_owned())
-                        .collect::<Vec<_>>(),
-                )
-            };
+            let mfa = ids!(
+                b,
+                "ListMFADevices",
+                c.list_mfa_devices().user_name(name),
+                mfa_devices,
+                serial_number
+            );
+            let ssh = ids!(
+                b,
+                "ListSSHPublicKeys",
+                c.list_ssh_public_keys().user_name(name),
+                ssh_public_keys,
+                ssh_public_key_id
+            );
+            let certs = ids!(
+                b,
+                "ListSigningCertificates",
+                c.list_signing_certificates().user_name(name),
+                certificates,
+                certificate_id
+            );
             let service = async {
                 match op!(
                     b,
