@@ -33,12 +33,15 @@ macro_rules! op {
     };
 }
 
-/// A list call whose answer becomes the ids of its items.
-macro_rules! ids {
-    ($budget:expr, $name:literal, $req:expr, $items:ident, $id:ident) => {
+/// One list read of a user's attachments, mapped to names or ids. One page holds
+/// 100 items, far above IAM's per-user limits: a longer list is refused, never
+/// half-read.
+macro_rules! listed {
+    ($budget:expr, $name:literal, $req:expr, |$out:ident| $map:expr) => {
         async {
-            let out = op!($budget, Retry::Safe, $name, $req).await?;
-            Ok::<Vec<String>, AwsError>(out.$items().iter().map(|x| x.$id().to_owned()).collect())
+            let $out = op!($budget, Retry::Safe, $name, $req).await?;
+            paged_check($out.is_truncated(), $name)?;
+            Ok::<_, AwsError>($map)
         }
     };
 }
@@ -118,49 +121,34 @@ impl Iam {
         b: &Budget,
     ) -> Result<Attachments, AwsError> {
         let c = &self.client;
-        let groups = async {
-            let out = op!(
-                b,
-                Retry::Safe,
-                "ListGroupsForUser",
-                c.list_groups_for_user().user_name(name)
-            )
-            .await?;
-            paged_check(out.is_truncated(), "ListGroupsForUser")?;
-            Ok::<_, AwsError>(
+        let groups = listed!(
+            b,
+            "ListGroupsForUser",
+            c.list_groups_for_user().user_name(name),
+            |out| {
                 out.groups()
                     .iter()
                     .map(|g| g.group_name().to_owned())
-                    .collect(),
-            )
-        };
-        let attached = async {
-            let out = op!(
-                b,
-                Retry::Safe,
-                "ListAttachedUserPolicies",
-                c.list_attached_user_policies().user_name(name)
-            )
-            .await?;
-            paged_check(out.is_truncated(), "ListAttachedUserPolicies")?;
-            Ok::<_, AwsError>(
+                    .collect()
+            }
+        );
+        let attached = listed!(
+            b,
+            "ListAttachedUserPolicies",
+            c.list_attached_user_policies().user_name(name),
+            |out| {
                 out.attached_policies()
                     .iter()
                     .filter_map(|p| p.policy_arn().map(str::to_owned))
-                    .collect(),
-            )
-        };
-        let inline = async {
-            let out = op!(
-                b,
-                Retry::Safe,
-                "ListUserPolicies",
-                c.list_user_policies().user_name(name)
-            )
-            .await?;
-            paged_check(out.is_truncated(), "ListUserPolicies")?;
-            Ok::<_, AwsError>(out.policy_names().iter().cloned().collect())
-        };
+                    .collect()
+            }
+        );
+        let inline = listed!(
+            b,
+            "ListUserPolicies",
+            c.list_user_policies().user_name(name),
+            |out| out.policy_names().iter().cloned().collect()
+        );
         let profile = async {
             match op!(
                 b,
@@ -175,21 +163,17 @@ impl Iam {
                 Err(e) => Err(e),
             }
         };
-        let keys = async {
-            let out = op!(
-                b,
-                Retry::Safe,
-                "ListAccessKeys",
-                c.list_access_keys().user_name(name)
-            )
-            .await?;
-            Ok::<_, AwsError>(
+        let keys = listed!(
+            b,
+            "ListAccessKeys",
+            c.list_access_keys().user_name(name),
+            |out| {
                 out.access_key_metadata()
                     .iter()
                     .filter_map(|k| k.access_key_id().map(str::to_owned))
-                    .collect::<Vec<_>>(),
-            )
-        };
+                    .collect()
+            }
+        );
         let (groups, attached_policies, inline_policies, login_profile, access_keys) =
             futures::try_join!(groups, attached, inline, profile, keys)?;
         let mut att = Attachments {
@@ -201,26 +185,38 @@ impl Iam {
             ..Attachments::default()
         };
         if depth == Depth::Leaver {
-            let mfa = ids!(
+            let mfa = listed!(
                 b,
                 "ListMFADevices",
                 c.list_mfa_devices().user_name(name),
-                mfa_devices,
-                serial_number
+                |out| {
+                    out.mfa_devices()
+                        .iter()
+                        .map(|d| d.serial_number().to_owned())
+                        .collect()
+                }
             );
-            let ssh = ids!(
+            let ssh = listed!(
                 b,
                 "ListSSHPublicKeys",
                 c.list_ssh_public_keys().user_name(name),
-                ssh_public_keys,
-                ssh_public_key_id
+                |out| {
+                    out.ssh_public_keys()
+                        .iter()
+                        .map(|k| k.ssh_public_key_id().to_owned())
+                        .collect()
+                }
             );
-            let certs = ids!(
+            let certs = listed!(
                 b,
                 "ListSigningCertificates",
                 c.list_signing_certificates().user_name(name),
-                certificates,
-                certificate_id
+                |out| {
+                    out.certificates()
+                        .iter()
+                        .map(|k| k.certificate_id().to_owned())
+                        .collect()
+                }
             );
             let service = async {
                 match op!(
