@@ -130,27 +130,28 @@ pub fn parse_body(body: &str) -> Result<HrEvent, Rejection> {
     }
     let value: Value = serde_json::from_str(body)
         .map_err(|e| Rejection::new(format!("body is not valid JSON: {e}")))?;
-    let ids = PartialIds::from_value(&value);
-    let raw = match envelope(&value) {
-        Envelope::Bare => serde_json::from_str::<RawEvent>(body),
-        Envelope::Sns(message) => {
-            let inner: Result<Value, _> = serde_json::from_str(message);
-            let ids = inner
-                .as_ref()
-                .map(PartialIds::from_value)
-                .unwrap_or_default();
-            return serde_json::from_str::<RawEvent>(message)
-                .map_err(|e| ids.reject(format!("SNS Message is not a valid HR event: {e}")))
-                .and_then(|raw| validate(raw).map_err(|r| ids.fill(r)));
-        }
-        Envelope::EventBridge(detail) => {
-            let ids = PartialIds::from_value(detail);
-            return RawEvent::deserialize(detail)
-                .map_err(|e| ids.reject(format!("EventBridge detail is not a valid HR event: {e}")))
-                .and_then(|raw| validate(raw).map_err(|r| ids.fill(r)));
-        }
+    // Each envelope gives the event's text or value, the identifiers readable in it
+    // (for the audit line of a rejection), and what to call it in an error.
+    let (raw, ids, what) = match envelope(&value) {
+        Envelope::Bare => (
+            serde_json::from_str::<RawEvent>(body),
+            PartialIds::from_value(&value),
+            "not a valid HR event",
+        ),
+        Envelope::Sns(message) => (
+            serde_json::from_str::<RawEvent>(message),
+            serde_json::from_str::<Value>(message)
+                .map(|v| PartialIds::from_value(&v))
+                .unwrap_or_default(),
+            "SNS Message is not a valid HR event",
+        ),
+        Envelope::EventBridge(detail) => (
+            RawEvent::deserialize(detail),
+            PartialIds::from_value(detail),
+            "EventBridge detail is not a valid HR event",
+        ),
     };
-    raw.map_err(|e| ids.reject(format!("not a valid HR event: {e}")))
+    raw.map_err(|e| ids.reject(format!("{what}: {e}")))
         .and_then(|raw| validate(raw).map_err(|r| ids.fill(r)))
 }
 
