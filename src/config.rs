@@ -26,6 +26,18 @@ pub struct Config {
     pub dry_run: bool,
     /// Records of one batch handled at once (extension: `MAX_CONCURRENT_RECORDS`).
     pub max_concurrency: usize,
+    /// Only users at this path, with no credentials, may be a rule's `copy_from`.
+    pub template_path: String,
+    /// Events older than this are rejected; never above the recovery window in
+    /// delete mode, so no event outlives a deleted user's tombstone.
+    pub max_event_age_days: i64,
+    /// Set: leavers are cut off by attaching this managed deny-all policy, so the
+    /// role needs no `iam:PutUserPolicy`. Unset: an inline deny-all (local runs).
+    pub deny_policy_arn: Option<String>,
+    /// Audit: an active access key older than this is a finding.
+    pub key_max_age_days: i64,
+    /// Audit: a console user without MFA this long after creation is a finding.
+    pub mfa_grace_days: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -57,7 +69,7 @@ impl Config {
 
         let boundary_arn = var("PERMISSIONS_BOUNDARY_ARN");
         if let Some(b) = &boundary_arn {
-            if !(b.starts_with("arn:aws") && b.contains(":iam::") && b.contains(":policy/")) {
+            if !is_policy_arn(b) {
                 return Err(err(
                     "PERMISSIONS_BOUNDARY_ARN",
                     format!("{b:?} is not an IAM managed policy ARN"),
@@ -67,6 +79,7 @@ impl Config {
 
         let secret_prefix = var("SECRET_PREFIX").unwrap_or_else(|| "hr-provisioner/".into());
         let prefix_ok = secret_prefix.len() <= 256 - 64
+            && secret_prefix.ends_with('/')
             && secret_prefix
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "/_+=.@-".contains(c));
@@ -74,7 +87,7 @@ impl Config {
             return Err(err(
                 "SECRET_PREFIX",
                 format!(
-                    "{secret_prefix:?} may only hold A-Za-z0-9/_+=.@- and at most 192 characters"
+                    "{secret_prefix:?} must end with / and may only hold A-Za-z0-9/_+=.@- (at most 192 characters)"
                 ),
             ));
         }
@@ -143,6 +156,74 @@ impl Config {
             },
         };
 
+        let template_path = var("TEMPLATE_PATH").unwrap_or_else(|| "/templates/".into());
+        check_path(&template_path).map_err(|p| err("TEMPLATE_PATH", p))?;
+        if template_path == user_path {
+            return Err(err(
+                "TEMPLATE_PATH",
+                format!(
+                    "{template_path:?} must differ from USER_PATH: templates are not employees"
+                ),
+            ));
+        }
+
+        // In delete mode the tombstone lives only as long as the recovery window:
+        // an older event could otherwise recreate a deleted user.
+        let age_cap = match leaver_action {
+            LeaverAction::Delete => recovery_days,
+            LeaverAction::Disable => 365,
+        };
+        let max_event_age_days = match var("MAX_EVENT_AGE_DAYS") {
+            None => 14.min(age_cap),
+            Some(v) => {
+                let n = whole(&v, 1, 365).ok_or_else(|| {
+                    err(
+                        "MAX_EVENT_AGE_DAYS",
+                        format!("{v:?}: expected a whole number from 1 to 365"),
+                    )
+                })?;
+                if n > age_cap {
+                    return Err(err(
+                        "MAX_EVENT_AGE_DAYS",
+                        format!(
+                            "{n} exceeds SECRET_RECOVERY_DAYS ({recovery_days}) with LEAVER_ACTION=delete: \
+                             an event older than a deleted user's tombstone could recreate the user"
+                        ),
+                    ));
+                }
+                n
+            }
+        };
+
+        let deny_policy_arn = var("DENY_POLICY_ARN");
+        if let Some(a) = &deny_policy_arn {
+            if !is_policy_arn(a) {
+                return Err(err(
+                    "DENY_POLICY_ARN",
+                    format!("{a:?} is not an IAM managed policy ARN"),
+                ));
+            }
+        }
+
+        let key_max_age_days = match var("KEY_MAX_AGE_DAYS") {
+            None => 90,
+            Some(v) => whole(&v, 1, 3650).ok_or_else(|| {
+                err(
+                    "KEY_MAX_AGE_DAYS",
+                    format!("{v:?}: expected a whole number from 1 to 3650"),
+                )
+            })?,
+        };
+        let mfa_grace_days = match var("MFA_GRACE_DAYS") {
+            None => 7,
+            Some(v) => whole(&v, 0, 365).ok_or_else(|| {
+                err(
+                    "MFA_GRACE_DAYS",
+                    format!("{v:?}: expected a whole number from 0 to 365"),
+                )
+            })?,
+        };
+
         Ok(Config {
             user_path,
             rules,
@@ -155,12 +236,28 @@ impl Config {
             recovery_days,
             dry_run,
             max_concurrency,
+            template_path,
+            max_event_age_days,
+            deny_policy_arn,
+            key_max_age_days,
+            mfa_grace_days,
         })
     }
 
     pub fn secret_name(&self, user_name: &str) -> String {
         format!("{}{}", self.secret_prefix, user_name)
     }
+}
+
+fn whole(v: &str, min: i64, max: i64) -> Option<i64> {
+    v.trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+}
+
+pub fn is_policy_arn(a: &str) -> bool {
+    a.starts_with("arn:aws") && a.contains(":iam::") && a.contains(":policy/")
 }
 
 /// IAM's path rule: `/` or `/segments/`, printable ASCII, at most 512 characters.
@@ -201,6 +298,26 @@ mod tests {
         assert!(!c.dry_run);
         assert!(c.rules.default.console && !c.rules.default.access_key);
         assert!(c.boundary_arn.is_none() && c.kms_key_id.is_none() && c.signin_url.is_none());
+        assert_eq!(c.max_event_age_days, 14);
+        assert_eq!(c.template_path, "/templates/");
+        assert!(c.deny_policy_arn.is_none());
+        assert_eq!((c.key_max_age_days, c.mfa_grace_days), (90, 7));
+    }
+
+    #[test]
+    fn delete_mode_caps_the_event_age_at_the_recovery_window() {
+        let c = cfg(&[("LEAVER_ACTION", "delete"), ("SECRET_RECOVERY_DAYS", "10")]).unwrap();
+        assert_eq!(c.max_event_age_days, 10);
+        let c = cfg(&[
+            ("LEAVER_ACTION", "delete"),
+            ("SECRET_RECOVERY_DAYS", "10"),
+            ("MAX_EVENT_AGE_DAYS", "10"),
+        ])
+        .unwrap();
+        assert_eq!(c.max_event_age_days, 10);
+        // Disable mode keeps the user, hence its tags: any age up to a year.
+        let c = cfg(&[("MAX_EVENT_AGE_DAYS", "365")]).unwrap();
+        assert_eq!(c.max_event_age_days, 365);
     }
 
     #[test]
@@ -228,6 +345,22 @@ mod tests {
             (&[("SIGNIN_URL", "http://x")], "SIGNIN_URL"),
             (&[("SECRET_PREFIX", "bad prefix")], "SECRET_PREFIX"),
             (&[("MAX_CONCURRENT_RECORDS", "0")], "MAX_CONCURRENT_RECORDS"),
+            (&[("SECRET_PREFIX", "hr-provisioner")], "SECRET_PREFIX"),
+            (&[("MAX_EVENT_AGE_DAYS", "0")], "MAX_EVENT_AGE_DAYS"),
+            (&[("MAX_EVENT_AGE_DAYS", "366")], "MAX_EVENT_AGE_DAYS"),
+            (
+                &[
+                    ("LEAVER_ACTION", "delete"),
+                    ("SECRET_RECOVERY_DAYS", "7"),
+                    ("MAX_EVENT_AGE_DAYS", "8"),
+                ],
+                "MAX_EVENT_AGE_DAYS",
+            ),
+            (&[("DENY_POLICY_ARN", "deny")], "DENY_POLICY_ARN"),
+            (&[("TEMPLATE_PATH", "templates")], "TEMPLATE_PATH"),
+            (&[("TEMPLATE_PATH", "/employees/")], "TEMPLATE_PATH"),
+            (&[("KEY_MAX_AGE_DAYS", "0")], "KEY_MAX_AGE_DAYS"),
+            (&[("MFA_GRACE_DAYS", "-1")], "MFA_GRACE_DAYS"),
         ];
         for (pairs, var) in cases {
             let e = cfg(pairs).unwrap_err();

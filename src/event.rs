@@ -17,6 +17,8 @@ const MAX_ID_LEN: usize = 128;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventType {
     Joined,
+    /// A mover: the whole current record; permissions follow the new rule.
+    Changed,
     Left,
 }
 
@@ -24,6 +26,7 @@ impl EventType {
     pub fn as_str(self) -> &'static str {
         match self {
             EventType::Joined => "employee.joined",
+            EventType::Changed => "employee.changed",
             EventType::Left => "employee.left",
         }
     }
@@ -128,31 +131,104 @@ pub fn parse_body(body: &str) -> Result<HrEvent, Rejection> {
             body.len()
         )));
     }
-    let value: Value = serde_json::from_str(body)
-        .map_err(|e| Rejection::new(format!("body is not valid JSON: {e}")))?;
-    // Each envelope gives the event's text or value, the identifiers readable in it
-    // (for the audit line of a rejection), and what to call it in an error.
-    let (raw, ids, what) = match envelope(&value) {
-        Envelope::Bare => (
-            serde_json::from_str::<RawEvent>(body),
-            PartialIds::from_value(&value),
-            "not a valid HR event",
-        ),
-        Envelope::Sns(message) => (
-            serde_json::from_str::<RawEvent>(message),
-            serde_json::from_str::<Value>(message)
-                .map(|v| PartialIds::from_value(&v))
-                .unwrap_or_default(),
-            "SNS Message is not a valid HR event",
-        ),
-        Envelope::EventBridge(detail) => (
-            RawEvent::deserialize(detail),
-            PartialIds::from_value(detail),
-            "EventBridge detail is not a valid HR event",
-        ),
+    let value = strict_json(body, "body")?;
+    // Each envelope gives the event's value and what to call it in an error.
+    let (event, what) = match envelope(&value)? {
+        Envelope::Bare => (value, "not a valid HR event"),
+        Envelope::Sns(message) => {
+            let inner = strict_json(message, "SNS Message")?;
+            (inner, "SNS Message is not a valid HR event")
+        }
+        Envelope::EventBridge(detail) => {
+            (detail.clone(), "EventBridge detail is not a valid HR event")
+        }
     };
-    raw.map_err(|e| ids.reject(format!("{what}: {e}")))
+    // The identifiers readable in the event, for the audit line of a rejection.
+    let ids = PartialIds::from_value(&event);
+    if !matches!(envelope(&event), Ok(Envelope::Bare)) || !event.is_object() {
+        return Err(ids.reject(format!(
+            "{what}: expected one JSON object with the HR event's fields, not another envelope"
+        )));
+    }
+    if let Some((field, why)) = hidden_text(&event, "") {
+        return Err(ids.reject(format!("{field} contains {why}")));
+    }
+    RawEvent::deserialize(&event)
+        .map_err(|e| ids.reject(format!("{what}: {e}")))
         .and_then(|raw| validate(raw).map_err(|r| ids.fill(r)))
+}
+
+/// Parses JSON, refusing a key repeated in any object: two `event_id`s (or two
+/// `employee`s) would let two readers of one message see different events.
+fn strict_json(text: &str, what: &str) -> Result<Value, Rejection> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let v = Strict::deserialize(&mut de)
+        .and_then(|v| de.end().map(|()| v.0))
+        .map_err(|e| Rejection::new(format!("{what} is not valid JSON: {e}")))?;
+    Ok(v)
+}
+
+/// A JSON value whose objects have unique keys.
+struct Strict(Value);
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Strict;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("JSON")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Strict, E> {
+        Ok(Strict(Value::Bool(v)))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Strict, E> {
+        Ok(Strict(v.into()))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Strict, E> {
+        Ok(Strict(v.into()))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Strict, E> {
+        Ok(Strict(v.into()))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Strict, E> {
+        Ok(Strict(Value::String(v.to_owned())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Strict, E> {
+        Ok(Strict(Value::String(v)))
+    }
+    fn visit_unit<E>(self) -> Result<Strict, E> {
+        Ok(Strict(Value::Null))
+    }
+    fn visit_none<E>(self) -> Result<Strict, E> {
+        Ok(Strict(Value::Null))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Strict, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Strict(v)) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(Strict(Value::Array(items)))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Strict, A::Error> {
+        let mut obj = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let Strict(v) = map.next_value()?;
+            if obj.contains_key(&key) {
+                return Err(serde::de::Error::custom(format_args!(
+                    "duplicate field `{}`",
+                    truncate(&key)
+                )));
+            }
+            obj.insert(key, v);
+        }
+        Ok(Strict(Value::Object(obj)))
+    }
 }
 
 enum Envelope<'a> {
@@ -161,21 +237,117 @@ enum Envelope<'a> {
     EventBridge(&'a Value),
 }
 
-fn envelope(v: &Value) -> Envelope<'_> {
+const EVENT_KEYS: [&str; 4] = ["event_id", "event_type", "occurred_at", "employee"];
+const SNS_KEYS: [&str; 2] = ["Type", "Message"];
+const EVENTBRIDGE_KEYS: [&str; 2] = ["detail", "detail-type"];
+
+/// Which envelope a body is. A body that could be read as more than one (a bare
+/// event that also has `Type`/`Message` or `detail`) is refused, never guessed.
+fn envelope(v: &Value) -> Result<Envelope<'_>, Rejection> {
     let Some(obj) = v.as_object() else {
-        return Envelope::Bare;
+        return Ok(Envelope::Bare);
     };
-    if obj.get("Type").and_then(Value::as_str) == Some("Notification") {
-        if let Some(msg) = obj.get("Message").and_then(Value::as_str) {
-            return Envelope::Sns(msg);
-        }
+    let has = |keys: &[&str]| keys.iter().any(|k| obj.contains_key(*k));
+    let kinds = [has(&EVENT_KEYS), has(&SNS_KEYS), has(&EVENTBRIDGE_KEYS)];
+    if kinds.iter().filter(|k| **k).count() > 1 {
+        return Err(Rejection::new(
+            "ambiguous body: it mixes the fields of a bare HR event, an SNS notification \
+             (Type/Message) and an EventBridge event (detail/detail-type)",
+        ));
     }
-    if obj.contains_key("detail-type") {
-        if let Some(detail) = obj.get("detail") {
-            return Envelope::EventBridge(detail);
-        }
+    if kinds[1] {
+        return match (obj.get("Type").and_then(Value::as_str), obj.get("Message")) {
+            (Some("Notification"), Some(Value::String(m))) => Ok(Envelope::Sns(m)),
+            _ => Err(Rejection::new(
+                "SNS envelope: expected Type \"Notification\" and a string Message",
+            )),
+        };
     }
-    Envelope::Bare
+    if kinds[2] {
+        return match (obj.get("detail-type"), obj.get("detail")) {
+            (Some(Value::String(_)), Some(d @ Value::Object(_))) => Ok(Envelope::EventBridge(d)),
+            _ => Err(Rejection::new(
+                "EventBridge envelope: expected a string detail-type and an object detail",
+            )),
+        };
+    }
+    Ok(Envelope::Bare)
+}
+
+/// Characters that hide or reorder text for a reader: controls, bidirectional
+/// overrides and isolates, zero-width characters, line and paragraph separators.
+pub fn hidden_char(c: char) -> Option<&'static str> {
+    match c {
+        c if c.is_control() => Some("control characters"),
+        '\u{202A}'..='\u{202E}'
+        | '\u{2066}'..='\u{2069}'
+        | '\u{200E}'
+        | '\u{200F}'
+        | '\u{061C}' => Some("bidirectional-override characters"),
+        '\u{200B}'..='\u{200D}'
+        | '\u{2060}'..='\u{2064}'
+        | '\u{FEFF}'
+        | '\u{180E}'
+        | '\u{034F}' => Some("zero-width characters"),
+        '\u{2028}' | '\u{2029}' => Some("line-separator characters"),
+        _ => None,
+    }
+}
+
+/// The first string anywhere in the event (known fields or not) that holds a
+/// hidden character: such text reaches tags, mails and operators' screens.
+fn hidden_text(v: &Value, at: &str) -> Option<(String, &'static str)> {
+    match v {
+        Value::String(s) => s.chars().find_map(hidden_char).map(|why| {
+            (
+                if at.is_empty() {
+                    "a value".into()
+                } else {
+                    at.to_owned()
+                },
+                why,
+            )
+        }),
+        Value::Array(items) => items.iter().find_map(|i| hidden_text(i, at)),
+        Value::Object(obj) => obj.iter().find_map(|(k, v)| {
+            let path = if at.is_empty() {
+                k.clone()
+            } else {
+                format!("{at}.{k}")
+            };
+            match k.chars().find_map(hidden_char) {
+                Some(why) => Some((
+                    format!(
+                        "a field name in {}",
+                        if at.is_empty() { "the event" } else { at }
+                    ),
+                    why,
+                )),
+                None => hidden_text(v, &path),
+            }
+        }),
+        _ => None,
+    }
+}
+
+/// The time window of contract section 1: a timestamp from the future would make
+/// every later event stale (a user immune to offboarding); one older than
+/// `max_age_days` may predate a deleted user's tombstone.
+pub fn check_window(ev: &HrEvent, now: OffsetDateTime, max_age_days: i64) -> Result<(), String> {
+    if ev.occurred_at > now + time::Duration::minutes(5) {
+        return Err(format!(
+            "occurred_at {} is in the future (more than 5 minutes after {})",
+            ev.occurred_at_tag(),
+            format_utc(now)
+        ));
+    }
+    if ev.occurred_at < now - time::Duration::days(max_age_days) {
+        return Err(format!(
+            "occurred_at {} is older than MAX_EVENT_AGE_DAYS ({max_age_days} days)",
+            ev.occurred_at_tag()
+        ));
+    }
+    Ok(())
 }
 
 /// Identifiers read leniently from a body that may not parse, for the audit line.
@@ -222,15 +394,11 @@ fn validate(raw: RawEvent) -> Result<HrEvent, Rejection> {
     let event_type = match event_type.as_str() {
         "employee.joined" => EventType::Joined,
         "employee.left" => EventType::Left,
-        "employee.changed" => return Err(Rejection::new(
-            "event_type employee.changed is reserved for department moves and not supported yet",
-        )),
-        other => {
-            return Err(Rejection::new(format!(
-                "unknown event_type {:?}: expected employee.joined or employee.left",
-                truncate(other)
-            )))
-        }
+        "employee.changed" => EventType::Changed,
+        other => return Err(Rejection::new(format!(
+            "unknown event_type {:?}: expected employee.joined, employee.changed or employee.left",
+            truncate(other)
+        ))),
     };
     let occurred_at = parse_rfc3339(&occurred_at).ok_or_else(|| {
         Rejection::new(format!(
@@ -302,7 +470,7 @@ pub fn user_name(username: Option<&str>, email: Option<&str>) -> Result<String, 
     // look-alikes such as U+212A KELVIN SIGN into a plain `k`.
     if let Some(bad) = candidate.chars().find(|c| !is_iam_name_char(*c)) {
         return Err(Rejection::new(format!(
-            "{source} {:?} is not a valid IAM user name: character {:?} is not one of A-Za-z0-9+=,.@_-",
+            "{source} {:?} is not a valid IAM user name: character {:?} is not one of A-Za-z0-9+=.@_-",
             truncate(candidate),
             bad
         )));
@@ -310,8 +478,10 @@ pub fn user_name(username: Option<&str>, email: Option<&str>) -> Result<String, 
     Ok(candidate.to_ascii_lowercase())
 }
 
+/// IAM's user-name charset without `,`: Secrets Manager refuses it in secret names
+/// and tags, and the secret is written after the user exists.
 pub fn is_iam_name_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "+=,.@_-".contains(c)
+    c.is_ascii_alphanumeric() || "+=.@_-".contains(c)
 }
 
 /// Ids become IAM tag values, so they keep to a conservative subset of the tag charset.
@@ -372,18 +542,16 @@ pub fn check_email(field: &str, v: &str) -> Result<(), Rejection> {
     }
 }
 
-/// Free text (names, department): bounded and free of control characters, since it
-/// reaches a mail and the logs.
+/// Free text (names, department): bounded, and free of hidden characters (also
+/// checked for every string of the event before it is read).
 fn check_text(field: &str, v: &str) -> Result<(), Rejection> {
     if v.chars().count() > 128 {
         return Err(Rejection::new(format!(
             "{field} is longer than 128 characters"
         )));
     }
-    if v.chars().any(char::is_control) {
-        return Err(Rejection::new(format!(
-            "{field} contains control characters"
-        )));
+    if let Some(why) = v.chars().find_map(hidden_char) {
+        return Err(Rejection::new(format!("{field} contains {why}")));
     }
     Ok(())
 }
@@ -403,6 +571,7 @@ fn truncate(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn body(employee: &str) -> String {
         format!(
@@ -503,7 +672,7 @@ mod tests {
             ),
             (
                 body(r#"{"employee_id":"E1","email":"a@b.co\r\nBcc: x@y.z"}"#),
-                "not a valid email",
+                "control characters",
             ),
             (
                 body(r#"{"employee_id":"E1","email":"a@b.co","username":""}"#),
@@ -565,9 +734,12 @@ mod tests {
         assert!(rejected(&b.replace("employee.joined", "employee.fired"))
             .reason
             .contains("unknown event_type"));
-        assert!(rejected(&b.replace("employee.joined", "employee.changed"))
-            .reason
-            .contains("reserved"));
+        assert_eq!(
+            parse_body(&b.replace("employee.joined", "employee.changed"))
+                .unwrap()
+                .event_type,
+            EventType::Changed
+        );
         assert!(rejected(&b.replace("2026-11-22T09:00:00Z", "yesterday"))
             .reason
             .contains("RFC 3339"));
@@ -604,6 +776,136 @@ mod tests {
         assert!(rejected(&body(JANE).replace("ev-1", "ev 1"))
             .reason
             .contains("character"));
+    }
+
+    #[test]
+    fn comma_in_a_user_name_is_refused_before_any_change() {
+        // IAM takes it, Secrets Manager refuses it in names and tags.
+        let r = rejected(&body(
+            r#"{"employee_id":"E1","email":"a@b.co","username":"doe,jane"}"#,
+        ));
+        assert!(r.reason.contains("not one of"), "{}", r.reason);
+        assert!(
+            rejected(&body(r#"{"employee_id":"E1","email":"doe,jane@b.co"}"#))
+                .reason
+                .contains("not a valid")
+        );
+    }
+
+    #[test]
+    fn hidden_characters_are_refused_in_every_text_field() {
+        for bad in [
+            "\\u202Eevil",
+            "Ja\\u200Bne",
+            "\\u2066x\\u2069",
+            "a\\u200Fb",
+            "\\uFEFFJane",
+            "x\\u2028y",
+            "x\\u0007y",
+        ] {
+            for field in [
+                "first_name",
+                "last_name",
+                "department",
+                "manager_name",
+                "title",
+            ] {
+                let b = body(&format!(
+                    r#"{{"employee_id":"E1","email":"a@b.co","{field}":"{bad}"}}"#
+                ));
+                let r = rejected(&b);
+                assert!(
+                    r.reason.contains("characters") && r.reason.contains(field),
+                    "{field}={bad}: {}",
+                    r.reason
+                );
+                assert_eq!(r.employee_id.as_deref(), Some("E1"));
+            }
+        }
+        // Ordinary non-ASCII names pass.
+        let ev = parse_body(&body(
+            r#"{"employee_id":"E1","email":"a@b.co","first_name":"Zoë","last_name":"O'Brien-Núñez"}"#,
+        ))
+        .unwrap();
+        assert_eq!(ev.employee.first_name.as_deref(), Some("Zoë"));
+    }
+
+    #[test]
+    fn ambiguous_envelopes_are_refused() {
+        let bare = body(JANE);
+        let inner: Value = serde_json::from_str(&bare).unwrap();
+        let mut with_type = inner.clone();
+        with_type["Type"] = "Notification".into();
+        with_type["Message"] = "{}".into();
+        let mut with_detail = inner.clone();
+        with_detail["detail"] = json!({});
+        let mut with_detail_type = inner.clone();
+        with_detail_type["detail-type"] = "x".into();
+        let sns_wrapping_eb = json!({"Type":"Notification","Message":
+            json!({"detail-type":"x","detail":inner}).to_string()});
+        let sns_and_eb =
+            json!({"Type":"Notification","Message":bare,"detail-type":"x","detail":inner});
+        let bad_sns = json!({"Type":"SubscriptionConfirmation","Message":bare});
+        let eb_string_detail = json!({"detail-type":"x","detail":bare});
+        for v in [
+            with_type,
+            with_detail,
+            with_detail_type,
+            sns_wrapping_eb,
+            sns_and_eb,
+            bad_sns,
+            eb_string_detail,
+        ] {
+            let r = rejected(&v.to_string());
+            assert!(
+                r.reason.contains("ambiguous")
+                    || r.reason.contains("envelope")
+                    || r.reason.contains("not another envelope"),
+                "{v}: {}",
+                r.reason
+            );
+        }
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_at_every_level_of_every_envelope() {
+        let dup_employee = r#"{"event_id":"a","event_type":"employee.joined","occurred_at":"2026-11-22T09:00:00Z","employee":{"employee_id":"E1","employee_id":"E2","email":"a@b.co"}}"#;
+        assert!(rejected(dup_employee).reason.contains("duplicate field"));
+        let inner = body(JANE);
+        let eb_dup = format!(
+            r#"{{"detail-type":"x","detail":{{"event_id":"a","event_id":"b","event_type":"employee.joined","occurred_at":"2026-11-22T09:00:00Z","employee":{{"employee_id":"E1","email":"a@b.co"}}}}}}"#
+        );
+        assert!(rejected(&eb_dup).reason.contains("duplicate field"));
+        let sns_dup_outer = format!(
+            r#"{{"Type":"Notification","Message":{},"Message":{}}}"#,
+            Value::String(inner.clone()),
+            Value::String(inner.clone())
+        );
+        assert!(rejected(&sns_dup_outer).reason.contains("duplicate field"));
+        let dup_inner = dup_employee.to_owned();
+        let sns_dup_inner = json!({"Type":"Notification","Message":dup_inner}).to_string();
+        assert!(rejected(&sns_dup_inner).reason.contains("duplicate field"));
+        let deep = body(r#"{"employee_id":"E1","email":"a@b.co","extra":{"k":1,"k":2}}"#);
+        assert!(rejected(&deep).reason.contains("duplicate field"));
+    }
+
+    #[test]
+    fn the_time_window_refuses_future_and_old_events() {
+        let ev = parse_body(&body(JANE)).unwrap();
+        let t = ev.occurred_at;
+        assert!(check_window(&ev, t, 14).is_ok());
+        // Up to 5 minutes of clock skew is tolerated.
+        assert!(check_window(&ev, t - time::Duration::minutes(5), 14).is_ok());
+        let future = check_window(&ev, t - time::Duration::minutes(6), 14).unwrap_err();
+        assert!(future.contains("future"), "{future}");
+        assert!(check_window(&ev, t + time::Duration::days(14), 14).is_ok());
+        let old = check_window(
+            &ev,
+            t + time::Duration::days(14) + time::Duration::seconds(1),
+            14,
+        )
+        .unwrap_err();
+        assert!(old.contains("MAX_EVENT_AGE_DAYS"), "{old}");
     }
 
     #[test]

@@ -191,7 +191,7 @@ pub fn plan(ev: &HrEvent, cx: &Context<'_>, state: &UserState) -> Verdict {
         }
         Lookup::Absent => {
             return match ev.event_type {
-                EventType::Joined => Verdict::Apply(plan_new_joiner(ev, cx)),
+                EventType::Joined | EventType::Changed => Verdict::Apply(plan_new_joiner(ev, cx)),
                 EventType::Left => {
                     Verdict::Unchanged(format!("user {} does not exist", ev.user_name))
                 }
@@ -206,7 +206,7 @@ pub fn plan(ev: &HrEvent, cx: &Context<'_>, state: &UserState) -> Verdict {
         return Verdict::Stale(why);
     }
     let plan = match ev.event_type {
-        EventType::Joined => plan_existing_joiner(ev, cx, user, state),
+        EventType::Joined | EventType::Changed => plan_existing_joiner(ev, cx, user, state),
         EventType::Left => plan_leaver(ev, cx.config, user, state),
     };
     if plan.is_empty() {
@@ -262,13 +262,31 @@ fn staleness(ev: &HrEvent, u: &UserInfo) -> Option<String> {
     }
 }
 
-/// Tag values must match IAM's tag charset; optional HR fields that do not are
-/// simply not tagged (they are informational).
-fn tag_safe(v: &str) -> bool {
+/// Tag values must match IAM's tag pattern, `[\p{L}\p{Z}\p{N}_.:/=+\-@]*`, at most
+/// 256 characters. Checked before any change: optional HR fields that do not match
+/// are simply not tagged (they are informational), so a name with a combining mark
+/// can never fail a joiner halfway.
+pub fn tag_safe(v: &str) -> bool {
+    use unicode_general_category::{get_general_category, GeneralCategory as G};
     !v.is_empty()
         && v.chars().count() <= 256
-        && v.chars()
-            .all(|c| c.is_alphanumeric() || c == ' ' || "_.:/=+-@".contains(c))
+        && v.chars().all(|c| {
+            "_.:/=+-@".contains(c)
+                || matches!(
+                    get_general_category(c),
+                    G::UppercaseLetter
+                        | G::LowercaseLetter
+                        | G::TitlecaseLetter
+                        | G::ModifierLetter
+                        | G::OtherLetter
+                        | G::SpaceSeparator
+                        | G::LineSeparator
+                        | G::ParagraphSeparator
+                        | G::DecimalNumber
+                        | G::LetterNumber
+                        | G::OtherNumber
+                )
+        })
 }
 
 /// The tags a user carries after this event.

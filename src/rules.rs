@@ -1,6 +1,6 @@
 //! Provisioning rules: what a department's joiners get (contract section 2).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
 
@@ -20,6 +20,10 @@ pub struct Rule {
     /// Managed policy ARNs attached directly (discouraged: prefer groups).
     #[serde(default)]
     pub managed_policies: Vec<String>,
+    /// A template user whose groups and attached managed policies are added to
+    /// this rule's (never its inline policies): the console's "copy permissions".
+    #[serde(default)]
+    pub copy_from: Option<String>,
 }
 
 fn yes() -> bool {
@@ -33,6 +37,7 @@ impl Default for Rule {
             console: true,
             access_key: false,
             managed_policies: Vec::new(),
+            copy_from: None,
         }
     }
 }
@@ -84,6 +89,16 @@ impl Rules {
             })
             .unwrap_or(&self.default)
     }
+
+    /// Every rule, the default first.
+    pub fn all(&self) -> impl Iterator<Item = &Rule> {
+        std::iter::once(&self.default).chain(self.departments.values())
+    }
+
+    /// The template users the rules name, each once.
+    pub fn templates(&self) -> BTreeSet<&str> {
+        self.all().filter_map(|r| r.copy_from.as_deref()).collect()
+    }
 }
 
 fn check_rule(at: &str, rule: &Rule) -> Result<(), String> {
@@ -97,9 +112,16 @@ fn check_rule(at: &str, rule: &Rule) -> Result<(), String> {
         }
     }
     for p in &rule.managed_policies {
-        let ok = p.starts_with("arn:aws") && p.contains(":iam::") && p.contains(":policy/");
-        if !ok {
+        if !crate::config::is_policy_arn(p) {
             return Err(format!("{at}: {p:?} is not an IAM managed policy ARN"));
+        }
+    }
+    if let Some(t) = &rule.copy_from {
+        let ok = !t.is_empty() && t.len() <= 64 && t.chars().all(crate::event::is_iam_name_char);
+        if !ok {
+            return Err(format!(
+                "{at}: copy_from {t:?} is not a valid IAM user name"
+            ));
         }
     }
     Ok(())
@@ -144,6 +166,8 @@ mod tests {
             r#"{"default":{"managed_policies":["ReadOnlyAccess"]}}"#,
             r#"{"departments":{"x":{"groups":[1]}}}"#,
             r#"{"dept":{}}"#,
+            r#"{"default":{"copy_from":"a/b"}}"#,
+            r#"{"default":{"copy_from":""}}"#,
         ] {
             assert!(Rules::parse(bad).is_err(), "{bad}");
         }

@@ -103,7 +103,7 @@ impl Provisioner {
         // user exists. A fresh joiner must not pay for it (it writes the secret
         // optimistically), so a joiner reads it only once the user is found.
         let (lookup, leaver_secret) = match ev.event_type {
-            EventType::Joined => (iam.lookup(&ev.user_name, b).await?, None),
+            EventType::Joined | EventType::Changed => (iam.lookup(&ev.user_name, b).await?, None),
             EventType::Left => {
                 let (lookup, secret) = futures::try_join!(
                     iam.lookup(&ev.user_name, b),
@@ -168,7 +168,7 @@ impl Provisioner {
         // whatever URL the secret already says.
         let per_container = async {
             match ev.event_type {
-                EventType::Joined => {
+                EventType::Joined | EventType::Changed => {
                     let (url, _) = futures::try_join!(
                         self.signin_url(function_arn, &b),
                         self.password_policy(&b)
