@@ -39,9 +39,16 @@ for _ in $(seq 300); do
   (echo >"/dev/tcp/127.0.0.1/$invoke_port") 2>/dev/null && break; sleep 0.2
 done
 
+# The samples' occurred_at would expire (older than MAX_EVENT_AGE_DAYS is rejected):
+# each file is sent as a copy stamped with the current time by stamp_event.py, in
+# sending order (a repeated event_id keeps its first stamp, so the duplicate stays
+# a duplicate; the leaver is later than the joiner, the rehire later still).
+stamps="$logs/stamps.json"
 invoke() {
   step "invoke: $1"
-  cargo lambda invoke bootstrap --invoke-port "$invoke_port" --data-file "events/$1" -o json
+  local stamped="$logs/stamped-$1"
+  "$root/.venv/bin/python" scripts/stamp_event.py --state "$stamps" "events/$1" "$stamped"
+  cargo lambda invoke bootstrap --invoke-port "$invoke_port" --data-file "$stamped" -o json
   echo
   sleep 0.3
   echo "audit:"
