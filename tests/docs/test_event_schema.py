@@ -18,6 +18,7 @@ checked at the end of this file).
 import copy
 import json
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -394,3 +395,47 @@ def test_stamped_invalid_samples_stay_invalid(tmp_path):
     for r in recs:
         test_invalid_sample_is_rejected(r)
     assert recs[1]["body"] == INVALID_RECORDS[1]["body"]
+
+
+# docs/contract.md is the project's own contract: it must stand on its own inside
+# the repository, and its examples must agree with the schema.
+
+CONTRACT = ROOT / "docs" / "contract.md"
+POINTERS = [CONTRACT, ROOT / "README.md", ROOT / "infra" / "README.md"]
+
+
+@pytest.mark.parametrize("doc", POINTERS, ids=[str(p.relative_to(ROOT)) for p in POINTERS])
+def test_docs_point_only_inside_the_repository(doc):
+    text = doc.read_text()
+    assert "shared/spec" not in text, "the contract is docs/contract.md"
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if target.startswith(("http://", "https://", "#", "mailto:")):
+            continue
+        path = (doc.parent / target.split("#")[0]).resolve()
+        assert path.is_relative_to(ROOT), f"{target} is outside the repository"
+        assert path.exists(), f"{target} does not exist"
+
+
+def test_contract_example_event_is_valid():
+    blocks = re.findall(r"```json\n(.*?)```", CONTRACT.read_text(), flags=re.S)
+    first = json.loads(blocks[0])
+    assert first["event_type"] == "employee.joined"
+    assert not errors(first)
+    assert first == unwrap(records(EVENTS / "joiner-engineering.json")[0]["body"])[1]
+
+
+def test_contract_names_every_event_type_variable_and_finding_code():
+    text = CONTRACT.read_text()
+    for event_type in SCHEMA["properties"]["event_type"]["enum"]:
+        assert f"`{event_type}`" in text
+    for name in (
+        "USER_PATH PROVISIONING_RULES TEMPLATE_PATH PERMISSIONS_BOUNDARY_ARN SECRET_PREFIX "
+        "SECRET_KMS_KEY_ID SENDER_EMAIL SIGNIN_URL LEAVER_ACTION SECRET_RECOVERY_DAYS DRY_RUN "
+        "MAX_EVENT_AGE_DAYS DENY_POLICY_ARN KEY_MAX_AGE_DAYS MFA_GRACE_DAYS MAX_CONCURRENT_RECORDS"
+    ).split():
+        assert f"| `{name}`" in text, f"{name} missing from the configuration table"
+    for code in (
+        "missing-grant extra-grant unstored-key stale-secret missing-secret orphan-secret "
+        "key-age no-mfa retired-with-access unmanaged-in-path name-mismatch"
+    ).split():
+        assert f"| `{code}` |" in text, f"finding {code} missing"
