@@ -12,8 +12,8 @@ use crate::aws::{AwsError, Budget, Retry};
 use crate::config::Config;
 use crate::event::HrEvent;
 use crate::password::Secret;
-use crate::plan::{Cred, Plan, SecretHow, SecretWrite, Step};
-use crate::state::{SecretDoc, MANAGED_BY, TAG_EMPLOYEE_ID, TAG_MANAGED_BY};
+use crate::plan::{secret_status, secret_tags, Cred, Plan, SecretHow, SecretWrite, Step};
+use crate::state::SecretDoc;
 
 /// The three AWS services, behind their adapters.
 #[derive(Clone)]
@@ -64,7 +64,10 @@ pub struct Vault {
     /// The secret's value as last read or written.
     pub current: Option<SecretDoc>,
     pub new_password: Option<Secret>,
-    pub created_key: Option<(String, Secret)>,
+    /// Id, secret half and creation time of the key created in this run.
+    pub created_key: Option<(String, Secret, String)>,
+    /// Creation time of the key the secret already holds (for its tags).
+    pub kept_key_created: Option<String>,
 }
 
 pub struct Applier<'a> {
@@ -119,6 +122,15 @@ impl Applier<'_> {
                 .await?
             }
             Step::TagUser { tags } => iam.tag_user(user, tags, retry, b).await?,
+            Step::UntagUser { keys } => iam.untag_user(user, keys, b).await?,
+            Step::TagSecret { tags } => {
+                let secret = self.config.secret_name(user);
+                self.services.secrets.tag(&secret, tags, b).await?
+            }
+            Step::UntagSecret { keys } => {
+                let secret = self.config.secret_name(user);
+                self.services.secrets.untag(&secret, keys, b).await?
+            }
             Step::PutBoundary { arn } => iam.put_boundary(user, arn, retry, b).await?,
             Step::PutDenyAll => iam.put_deny_all(user, b).await?,
             Step::DeleteInlinePolicy { name } => iam.delete_user_policy(user, name, b).await?,
@@ -156,13 +168,7 @@ impl Applier<'_> {
                     .schedule_deletion(&secret, *recovery_days, b)
                     .await?
             }
-            Step::SendWelcome => {
-                let to = self
-                    .event
-                    .employee
-                    .email
-                    .as_deref()
-                    .ok_or(ApplyError::Internal("joiner without email"))?;
+            Step::SendWelcome { to } => {
                 let mail = compose(
                     user,
                     self.signin_url,
@@ -190,74 +196,77 @@ impl Applier<'_> {
 
     async fn write_secret(&self, w: &SecretWrite) -> Result<(), ApplyError> {
         let user = self.event.user_name.as_str();
-        let doc = self.with_vault(|v| -> Result<SecretDoc, ApplyError> {
-            let old = v.current.clone().unwrap_or_default();
-            let password = match w.password {
-                Cred::Keep => old.password.clone(),
-                Cred::Drop => None,
-                Cred::New => Some(
-                    v.new_password
-                        .clone()
-                        .ok_or(ApplyError::Internal("no generated password"))?,
-                ),
-            };
-            let (access_key_id, secret_access_key) = match w.key {
-                Cred::Keep => (old.access_key_id.clone(), old.secret_access_key.clone()),
-                Cred::Drop => (None, None),
-                Cred::New => {
-                    let (id, secret) = v
-                        .created_key
-                        .clone()
-                        .ok_or(ApplyError::Internal("no created key"))?;
-                    (Some(id), Some(secret))
-                }
-            };
-            Ok(SecretDoc {
-                user_name: user.to_owned(),
-                signin_url: if self.signin_url.is_empty() {
-                    old.signin_url.clone()
-                } else {
-                    self.signin_url.to_owned()
-                },
-                password,
-                access_key_id,
-                secret_access_key,
-                employee_id: Some(self.event.employee.employee_id.clone()),
-                password_pending: w.password_pending,
-            })
-        })??;
+        let doc = self.with_vault(
+            |v| -> Result<(SecretDoc, Vec<(String, String)>), ApplyError> {
+                let old = v.current.clone().unwrap_or_default();
+                let password = match w.password {
+                    Cred::Keep => old.password.clone(),
+                    Cred::Drop => None,
+                    Cred::New => Some(
+                        v.new_password
+                            .clone()
+                            .ok_or(ApplyError::Internal("no generated password"))?,
+                    ),
+                };
+                let (access_key_id, secret_access_key, created) = match w.key {
+                    Cred::Keep => (
+                        old.access_key_id.clone(),
+                        old.secret_access_key.clone(),
+                        v.kept_key_created.clone().unwrap_or_default(),
+                    ),
+                    Cred::Drop => (None, None, String::new()),
+                    Cred::New => {
+                        let (id, secret, created) = v
+                            .created_key
+                            .clone()
+                            .ok_or(ApplyError::Internal("no created key"))?;
+                        (Some(id), Some(secret), created)
+                    }
+                };
+                let tags = secret_tags(
+                    self.event,
+                    user,
+                    secret_status(self.event, self.config),
+                    access_key_id.as_deref().map(|id| (id, created.as_str())),
+                );
+                let doc = SecretDoc {
+                    user_name: user.to_owned(),
+                    signin_url: if self.signin_url.is_empty() {
+                        old.signin_url.clone()
+                    } else {
+                        self.signin_url.to_owned()
+                    },
+                    password,
+                    access_key_id,
+                    secret_access_key,
+                    employee_id: Some(self.event.employee.employee_id.clone()),
+                    password_pending: w.password_pending,
+                };
+                Ok((doc, tags))
+            },
+        )??;
+        let (doc, tags) = doc;
         let secrets = &self.services.secrets;
         let name = self.config.secret_name(user);
-        let tags = [
-            (
-                TAG_EMPLOYEE_ID.to_owned(),
-                self.event.employee.employee_id.clone(),
-            ),
-            (TAG_MANAGED_BY.to_owned(), MANAGED_BY.to_owned()),
-            ("hr:user-name".to_owned(), user.to_owned()),
-        ];
         let b = &self.budget;
-        let made: Vec<&'static str> = match w.how {
-            SecretHow::CreateOrReplace => secrets.create_or_replace(&name, &doc, &tags, b).await?,
+        // The value first, then the tags that describe it: a crash in between
+        // leaves tags that the next run finds stale and rewrites.
+        match w.how {
             SecretHow::Create => {
                 secrets.create(&name, &doc, &tags, b).await?;
-                vec!["CreateSecret"]
+                self.with_vault(|v| v.current = Some(doc))?;
+                return self.made("CreateSecret".into());
             }
-            SecretHow::Put => {
-                secrets.put(&name, &doc, b).await?;
-                vec!["PutSecretValue"]
-            }
+            SecretHow::Put => {}
             SecretHow::Restore => {
                 secrets.restore(&name, b).await?;
                 self.made("RestoreSecret".into())?;
-                secrets.put(&name, &doc, b).await?;
-                vec!["PutSecretValue"]
             }
-        };
-        self.with_vault(|v| v.current = Some(doc))?;
-        for m in made {
-            self.made(m.to_owned())?;
         }
-        Ok(())
+        secrets.put(&name, &doc, b).await?;
+        self.with_vault(|v| v.current = Some(doc))?;
+        self.made("PutSecretValue".into())?;
+        secrets.tag(&name, &tags, b).await?;
+        self.made("TagResource".into())
     }
 }

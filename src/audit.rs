@@ -67,6 +67,10 @@ pub fn emit(line: &AuditLine) {
     let json = serde_json::to_string(line).unwrap_or_default();
     if line.outcome.is_failure() {
         tracing::error!(target: "audit", json = %json, "{} {}", line.outcome.as_str(), line.message_id);
+    } else if line.outcome == Outcome::Stale && line.event_type.as_deref() == Some("employee.left")
+    {
+        // An offboarding that did nothing deserves a look.
+        tracing::warn!(target: "audit", json = %json, "{} {}", line.outcome.as_str(), line.message_id);
     } else {
         tracing::info!(target: "audit", json = %json, "{} {}", line.outcome.as_str(), line.message_id);
     }

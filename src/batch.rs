@@ -14,8 +14,9 @@ use tokio::time::Instant;
 use crate::apply::ActionLog;
 use crate::audit::{emit, emit_metrics, AuditLine, Outcome};
 use crate::aws::Budget;
-use crate::event::{parse_body, HrEvent, Rejection};
+use crate::event::{check_window, parse_body, HrEvent, Rejection};
 use crate::service::{Provisioner, Report};
+use time::OffsetDateTime;
 
 /// Time kept back from the Lambda deadline to log, count and answer.
 const MARGIN: Duration = Duration::from_millis(1500);
@@ -140,19 +141,14 @@ impl Provisioner {
             let r = &records[i];
             let log = ActionLog::default();
             let blocked = r.group.as_deref().filter(|g| failed_groups.contains(g));
-            let report = match (blocked, &r.parsed) {
-                (Some(g), _) => Report {
-                    outcome: Outcome::Failed,
-                    reason: Some(format!(
+            let report = match (blocked, admit(r, self.config.max_event_age_days)) {
+                (Some(g), _) => Report::new(
+                    Outcome::Failed,
+                    Some(format!(
                         "not applied: an earlier record of FIFO message group {g} failed in this batch"
                     )),
-                    planned: Vec::new(),
-                },
-                (None, Err(rej)) => Report {
-                    outcome: Outcome::Rejected,
-                    reason: Some(rej.reason.clone()),
-                    planned: Vec::new(),
-                },
+                ),
+                (None, Err(why)) => Report::new(Outcome::Rejected, Some(why)),
                 (None, Ok(ev)) => self.run_record(ev, arn, deadline, &log).await,
             };
             if report.outcome.is_failure() {
@@ -178,16 +174,14 @@ impl Provisioner {
             AssertUnwindSafe(self.process(ev, arn, Budget::until(deadline), log)).catch_unwind();
         match tokio::time::timeout_at(deadline, work).await {
             Ok(Ok(report)) => report,
-            Ok(Err(_)) => Report {
-                outcome: Outcome::Failed,
-                reason: Some("internal error: the record's handler panicked".into()),
-                planned: Vec::new(),
-            },
-            Err(_) => Report {
-                outcome: Outcome::Failed,
-                reason: Some("the invocation's deadline was reached".into()),
-                planned: Vec::new(),
-            },
+            Ok(Err(_)) => Report::new(
+                Outcome::Failed,
+                Some("internal error: the record's handler panicked".into()),
+            ),
+            Err(_) => Report::new(
+                Outcome::Failed,
+                Some("the invocation's deadline was reached".into()),
+            ),
         }
     }
 }
@@ -203,6 +197,23 @@ fn in_event_order(records: &[Record], mut lane: Vec<usize>) -> Vec<usize> {
         });
     }
     lane
+}
+
+/// The checks that need the record's context: on a FIFO queue, one employee's
+/// events are one ordered stream (group = employee id); and the event's time
+/// window, against the time of processing.
+fn admit(r: &Record, max_age_days: i64) -> Result<&HrEvent, String> {
+    let ev = r.parsed.as_ref().map_err(|rej| rej.reason.clone())?;
+    if let Some(g) = r.group.as_deref() {
+        if g != ev.employee.employee_id {
+            return Err(format!(
+                "FIFO message group {g:?} is not the employee's id {}: one employee's events must be one message group",
+                ev.employee.employee_id
+            ));
+        }
+    }
+    check_window(ev, OffsetDateTime::now_utc(), max_age_days)?;
+    Ok(ev)
 }
 
 fn to_record(index: usize, m: SqsMessage) -> Record {
@@ -226,7 +237,12 @@ fn audit_line(r: &Record, report: &Report, log: &ActionLog, dry_run: bool) -> Au
             Some(e.event_id.clone()),
             Some(e.event_type.as_str().to_owned()),
             Some(e.employee.employee_id.clone()),
-            Some(e.user_name.clone()),
+            Some(
+                report
+                    .user_name
+                    .clone()
+                    .unwrap_or_else(|| e.user_name.clone()),
+            ),
         ),
         Err(rej) => (
             rej.event_id.clone(),

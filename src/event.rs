@@ -395,10 +395,12 @@ fn validate(raw: RawEvent) -> Result<HrEvent, Rejection> {
         "employee.joined" => EventType::Joined,
         "employee.left" => EventType::Left,
         "employee.changed" => EventType::Changed,
-        other => return Err(Rejection::new(format!(
+        other => {
+            return Err(Rejection::new(format!(
             "unknown event_type {:?}: expected employee.joined, employee.changed or employee.left",
             truncate(other)
-        ))),
+        )))
+        }
     };
     let occurred_at = parse_rfc3339(&occurred_at).ok_or_else(|| {
         Rejection::new(format!(

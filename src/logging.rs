@@ -84,8 +84,7 @@ where
     }
 }
 
-/// The filter: `RUST_LOG`, else Lambda's `AWS_LAMBDA_LOG_LEVEL`, else INFO. The
-/// SDK's own chatter stays at WARN unless asked for.
+/// The filter: `RUST_LOG`, else Lambda's `AWS_LAMBDA_LOG_LEVEL`, else INFO.
 pub fn filter() -> EnvFilter {
     let base = std::env::var("RUST_LOG")
         .or_else(|_| std::env::var("AWS_LAMBDA_LOG_LEVEL").map(|l| l.to_ascii_lowercase()))
@@ -96,16 +95,80 @@ pub fn filter() -> EnvFilter {
     .unwrap_or_else(|_| EnvFilter::new("info"))
 }
 
+/// Crates that can log request and response bodies (with passwords, secret keys
+/// and secret values) at DEBUG or TRACE. They are held at WARN in code, whatever
+/// `RUST_LOG` says: the environment can lower what is logged, never open this.
+const CAPPED: [&str; 10] = [
+    "aws_smithy",
+    "aws_sdk",
+    "aws_config",
+    "aws_sigv4",
+    "aws_runtime",
+    "aws_credential_types",
+    "hyper",
+    "h2",
+    "rustls",
+    "reqwest",
+];
+
+pub fn capped(meta: &tracing::Metadata<'_>) -> bool {
+    let t = meta.target();
+    let sdk = CAPPED.iter().any(|c| t.starts_with(c));
+    !sdk || *meta.level() <= tracing::Level::WARN
+}
+
 /// A subscriber writing JSON lines to `writer` (stdout in the function).
 pub fn subscriber<W>(writer: W) -> impl Subscriber + Send + Sync
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    tracing_subscriber::fmt()
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::Layer;
+    let layer = tracing_subscriber::fmt::layer()
         .event_format(JsonLines)
         .with_writer(writer)
-        .with_env_filter(filter())
-        .finish()
+        .with_filter(filter())
+        .with_filter(tracing_subscriber::filter::filter_fn(capped));
+    tracing_subscriber::registry().with(layer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sdk_targets_are_capped_at_warn_whatever_rust_log_says() {
+        // RUST_LOG=trace must not open the SDK's wire logging.
+        std::env::set_var("RUST_LOG", "trace");
+        let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+        let b2 = buf.clone();
+        let sub = subscriber(move || Sink(b2.clone()));
+        tracing::subscriber::with_default(sub, || {
+            tracing::debug!(target: "aws_smithy_runtime::client::http", body = "SECRET-BODY", "wire");
+            tracing::trace!(target: "aws_sdk_secretsmanager::operation", "SECRET-TRACE");
+            tracing::debug!(target: "hyper::proto", "SECRET-HYPER");
+            tracing::debug!(target: "hr_iam_provisioner::service", "own-debug");
+            tracing::warn!(target: "aws_smithy_runtime", "sdk-warn");
+        });
+        std::env::remove_var("RUST_LOG");
+        let out = String::from_utf8(buf.lock().unwrap().clone()).unwrap();
+        assert!(!out.contains("SECRET"), "{out}");
+        assert!(
+            out.contains("own-debug") && out.contains("sdk-warn"),
+            "{out}"
+        );
+    }
+
+    struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Sink {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
 }
 
 pub fn init() {

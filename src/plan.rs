@@ -11,6 +11,8 @@ use std::fmt;
 use crate::config::{Config, LeaverAction};
 use crate::event::{parse_rfc3339, EventType, HrEvent};
 use crate::rules::Rule;
+use std::collections::BTreeMap;
+
 use crate::state::*;
 
 /// Where a credential written to the secret comes from.
@@ -27,8 +29,6 @@ pub enum Cred {
 /// How to reach a writable secret.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SecretHow {
-    /// State unknown (brand-new user): create, or overwrite whatever is there.
-    CreateOrReplace,
     Create,
     Put,
     /// Scheduled for deletion: restore, then put.
@@ -52,9 +52,13 @@ pub enum Step {
     TagUser {
         tags: Vec<(String, String)>,
     },
+    UntagUser {
+        keys: Vec<String>,
+    },
     PutBoundary {
         arn: String,
     },
+    /// The inline deny-all, only when no `DENY_POLICY_ARN` is configured.
     PutDenyAll,
     DeleteInlinePolicy {
         name: String,
@@ -75,7 +79,15 @@ pub enum Step {
         id: String,
     },
     CreateAccessKey,
+    /// Writes the value, then the secret's tags (which name the key it holds).
     WriteSecret(SecretWrite),
+    /// The secret's tags alone, when its value is already right.
+    TagSecret {
+        tags: Vec<(String, String)>,
+    },
+    UntagSecret {
+        keys: Vec<String>,
+    },
     /// With the password the secret holds after the preceding write.
     CreateLoginProfile,
     UpdateLoginProfile,
@@ -98,7 +110,9 @@ pub enum Step {
     ScheduleSecretDeletion {
         recovery_days: i64,
     },
-    SendWelcome,
+    SendWelcome {
+        to: String,
+    },
     DeleteUser,
 }
 
@@ -108,6 +122,9 @@ impl fmt::Display for Step {
         match self {
             Step::CreateUser { .. } => write!(f, "CreateUser"),
             Step::TagUser { .. } => write!(f, "TagUser"),
+            Step::UntagUser { .. } => write!(f, "UntagUser"),
+            Step::TagSecret { .. } => write!(f, "TagResource"),
+            Step::UntagSecret { .. } => write!(f, "UntagResource"),
             Step::PutBoundary { .. } => write!(f, "PutUserPermissionsBoundary"),
             Step::PutDenyAll => write!(f, "PutUserPolicy:{DENY_ALL_POLICY}"),
             Step::DeleteInlinePolicy { name } => write!(f, "DeleteUserPolicy:{name}"),
@@ -118,7 +135,7 @@ impl fmt::Display for Step {
             Step::DeleteAccessKey { id } => write!(f, "DeleteAccessKey:{id}"),
             Step::CreateAccessKey => write!(f, "CreateAccessKey"),
             Step::WriteSecret(w) => match w.how {
-                SecretHow::CreateOrReplace | SecretHow::Create => write!(f, "CreateSecret"),
+                SecretHow::Create => write!(f, "CreateSecret"),
                 SecretHow::Put => write!(f, "PutSecretValue"),
                 SecretHow::Restore => write!(f, "RestoreSecret+PutSecretValue"),
             },
@@ -133,7 +150,7 @@ impl fmt::Display for Step {
                 write!(f, "DeleteServiceSpecificCredential:{id}")
             }
             Step::ScheduleSecretDeletion { .. } => write!(f, "DeleteSecret"),
-            Step::SendWelcome => write!(f, "SendEmail"),
+            Step::SendWelcome { .. } => write!(f, "SendEmail"),
             Step::DeleteUser => write!(f, "DeleteUser"),
         }
     }
@@ -144,6 +161,9 @@ impl fmt::Display for Step {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Plan {
     pub stages: Vec<Vec<Step>>,
+    /// Set when the plan does what it safely can but the record must still fail
+    /// (a leaver whose secret is not ours: the user is cut off, someone must look).
+    pub fail_after: Option<String>,
 }
 
 impl Plan {
@@ -161,6 +181,15 @@ impl Plan {
     pub fn is_empty(&self) -> bool {
         self.stages.is_empty()
     }
+    fn finish(self, ev: &HrEvent) -> Verdict {
+        match (&self.fail_after, self.is_empty()) {
+            (Some(why), true) => Verdict::Failed(why.clone()),
+            (None, true) => {
+                Verdict::Unchanged(format!("{} already in effect", ev.event_type.as_str()))
+            }
+            _ => Verdict::Apply(self),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,17 +200,48 @@ pub enum Verdict {
     Rejected(String),
     /// Already fully in effect.
     Unchanged(String),
+    /// May succeed later (a mover whose joiner has not arrived yet).
+    Failed(String),
     Apply(Plan),
+    /// A leaver's cut-off, planned from the first read alone: apply it (it may be
+    /// empty), then read everything and plan again.
+    ReadMore(Plan),
 }
 
 /// What the planner needs of the configuration.
 pub struct Context<'a> {
     pub config: &'a Config,
+    /// The employee's rule, with its template's grants already added.
     pub rule: &'a Rule,
+    /// What any rule grants (templates included): a mover loses what its new rule
+    /// does not grant among these, and keeps anything else (granted by hand).
+    pub granted: &'a Granted,
     pub signin_url: &'a str,
 }
 
+/// Groups and managed policies that some rule grants.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Granted {
+    pub groups: std::collections::BTreeSet<String>,
+    pub policies: std::collections::BTreeSet<String>,
+}
+
+impl Granted {
+    pub fn of<'r>(rules: impl IntoIterator<Item = &'r Rule>) -> Granted {
+        let mut g = Granted::default();
+        for r in rules {
+            g.groups.extend(r.groups.iter().cloned());
+            g.policies.extend(r.managed_policies.iter().cloned());
+        }
+        g
+    }
+}
+
 pub fn plan(ev: &HrEvent, cx: &Context<'_>, state: &UserState) -> Verdict {
+    let secret_problem = state
+        .secret_meta
+        .as_ref()
+        .and_then(|m| foreign_secret(m, cx.config, &ev.employee.employee_id));
     let user = match &state.lookup {
         Lookup::Clash { existing } => {
             return Verdict::Rejected(format!(
@@ -189,30 +249,119 @@ pub fn plan(ev: &HrEvent, cx: &Context<'_>, state: &UserState) -> Verdict {
                 ev.user_name
             ))
         }
-        Lookup::Absent => {
-            return match ev.event_type {
-                EventType::Joined | EventType::Changed => Verdict::Apply(plan_new_joiner(ev, cx)),
-                EventType::Left => {
-                    Verdict::Unchanged(format!("user {} does not exist", ev.user_name))
-                }
-            }
-        }
+        Lookup::Absent => return plan_absent(ev, cx, state, secret_problem),
         Lookup::Found(u) => u,
     };
     if let Err(why) = guard(ev, cx.config, user) {
         return Verdict::Rejected(why);
     }
-    if let Some(why) = staleness(ev, user) {
+    if let Some(why) = staleness(ev, user.tag(TAG_LAST_EVENT_AT), user.tag(TAG_LAST_EVENT_ID)) {
         return Verdict::Stale(why);
     }
-    let plan = match ev.event_type {
-        EventType::Joined | EventType::Changed => plan_existing_joiner(ev, cx, user, state),
-        EventType::Left => plan_leaver(ev, cx.config, user, state),
-    };
-    if plan.is_empty() {
-        Verdict::Unchanged(format!("{} already in effect", ev.event_type.as_str()))
-    } else {
-        Verdict::Apply(plan)
+    let retired = user.tag(TAG_STATUS) == Some(STATUS_RETIRED);
+    match ev.event_type {
+        EventType::Left if state.attachments.partial => {
+            Verdict::ReadMore(plan_cutoff(ev, cx.config, user, &state.attachments))
+        }
+        EventType::Left => plan_leaver(ev, cx.config, user, state, secret_problem).finish(ev),
+        _ if secret_problem.is_some() => Verdict::Rejected(secret_problem.unwrap_or_default()),
+        EventType::Changed if retired => Verdict::Unchanged(format!(
+            "user {} is retired: only an employee.joined rehires",
+            user.name
+        )),
+        EventType::Joined | EventType::Changed => plan_existing(ev, cx, user, state).finish(ev),
+    }
+}
+
+/// No user under the name: a joiner creates it, unless the secret under its name
+/// belongs to someone else or is the tombstone of a newer event.
+fn plan_absent(
+    ev: &HrEvent,
+    cx: &Context<'_>,
+    state: &UserState,
+    secret_problem: Option<String>,
+) -> Verdict {
+    if let (Some(meta), None) = (&state.secret_meta, &secret_problem) {
+        if let Some(why) = staleness(ev, meta.tag(TAG_LAST_EVENT_AT), meta.tag(TAG_LAST_EVENT_ID)) {
+            return Verdict::Stale(format!("{why} (kept on the deleted user's secret)"));
+        }
+    }
+    match ev.event_type {
+        EventType::Left => Verdict::Unchanged(format!("user {} does not exist", ev.user_name)),
+        EventType::Changed => match &state.secret_meta {
+            Some(m) if secret_problem.is_none() && m.tag(TAG_STATUS) == Some(STATUS_DELETED) => {
+                Verdict::Unchanged(format!(
+                    "user {} was deleted: only an employee.joined rehires",
+                    ev.user_name
+                ))
+            }
+            _ => Verdict::Failed(format!(
+                "no user for employee {} yet (its employee.joined may still be on the way)",
+                ev.employee.employee_id
+            )),
+        },
+        EventType::Joined => match secret_problem {
+            Some(why) => Verdict::Rejected(why),
+            None => Verdict::Apply(plan_new_joiner(ev, cx, state)),
+        },
+    }
+}
+
+/// Why the secret under the user's name must not receive this employee's
+/// credentials: someone else made it, or can read it by another way than ours.
+pub fn foreign_secret(m: &SecretMeta, cfg: &Config, employee_id: &str) -> Option<String> {
+    let name = "the secret under the user's name";
+    if m.tag(TAG_MANAGED_BY) != Some(MANAGED_BY) {
+        return Some(format!(
+            "{name} was not created by the provisioner (no {TAG_MANAGED_BY}={MANAGED_BY} tag): it is never written"
+        ));
+    }
+    if m.tag(TAG_EMPLOYEE_ID) != Some(employee_id) {
+        return Some(format!(
+            "{name} is tagged for employee {}, not {employee_id}: it is never written",
+            m.tag(TAG_EMPLOYEE_ID).unwrap_or("(none)")
+        ));
+    }
+    if !same_kms_key(cfg.kms_key_id.as_deref(), m.kms_key_id.as_deref()) {
+        return Some(format!(
+            "{name} is encrypted with KMS key {}, not SECRET_KMS_KEY_ID: it is never written",
+            m.kms_key_id.as_deref().unwrap_or("aws/secretsmanager")
+        ));
+    }
+    if m.has_policy {
+        return Some(format!(
+            "{name} carries a resource policy (others may read it): it is never written"
+        ));
+    }
+    None
+}
+
+/// Whether the secret's key is the configured one. A key is named by id, ARN,
+/// alias or alias ARN; Secrets Manager reports what it was given (or nothing for
+/// the account's default key). An alias and a key id cannot be compared offline:
+/// that pair is accepted (the tags and the policy still decide).
+pub fn same_kms_key(want: Option<&str>, have: Option<&str>) -> bool {
+    fn norm(k: &str) -> String {
+        let tail = if k.starts_with("arn:") {
+            k.rsplit(':').next().unwrap_or(k)
+        } else {
+            k
+        };
+        if tail.starts_with("alias/") || tail.starts_with("key/") {
+            tail.to_owned()
+        } else {
+            format!("key/{tail}")
+        }
+    }
+    let default = |k: &str| norm(k) == "alias/aws/secretsmanager";
+    match (want, have) {
+        (None, None) => true,
+        (None, Some(h)) => default(h),
+        (Some(w), None) => default(w),
+        (Some(w), Some(h)) => {
+            let (w, h) = (norm(w), norm(h));
+            w == h || w.starts_with("alias/") != h.starts_with("alias/")
+        }
     }
 }
 
@@ -248,14 +397,14 @@ fn guard(ev: &HrEvent, cfg: &Config, u: &UserInfo) -> Result<(), String> {
 
 /// Events are ordered by `(occurred_at, event_id)`: the id breaks ties so that two
 /// events with one timestamp still converge to the same end state in any order.
-fn staleness(ev: &HrEvent, u: &UserInfo) -> Option<String> {
-    let last_at = u.tag(TAG_LAST_EVENT_AT).and_then(parse_rfc3339)?;
-    let last_id = u.tag(TAG_LAST_EVENT_ID).unwrap_or("");
-    if (ev.occurred_at, ev.event_id.as_str()) < (last_at, last_id) {
+fn staleness(ev: &HrEvent, last_at: Option<&str>, last_id: Option<&str>) -> Option<String> {
+    let at = last_at.and_then(parse_rfc3339)?;
+    let last_id = last_id.unwrap_or("");
+    if (ev.occurred_at, ev.event_id.as_str()) < (at, last_id) {
         Some(format!(
-            "event at {} is older than the user's last event {last_id} at {}",
+            "event at {} is older than the last event applied, {last_id} at {}",
             ev.occurred_at_tag(),
-            u.tag(TAG_LAST_EVENT_AT).unwrap_or_default()
+            last_at.unwrap_or_default()
         ))
     } else {
         None
@@ -289,6 +438,20 @@ pub fn tag_safe(v: &str) -> bool {
         })
 }
 
+/// The HR record's optional fields, as user tags (extensions): they follow the
+/// record, so one that is absent (or not taggable) is removed.
+fn record_tags(ev: &HrEvent) -> [(&'static str, Option<&String>); 3] {
+    let e = &ev.employee;
+    fn ok(v: &Option<String>) -> Option<&String> {
+        v.as_ref().filter(|v| tag_safe(v))
+    }
+    [
+        (TAG_EMAIL, ok(&e.email)),
+        (TAG_DEPARTMENT, ok(&e.department)),
+        (TAG_MANAGER_EMAIL, ok(&e.manager_email)),
+    ]
+}
+
 /// The tags a user carries after this event.
 pub fn desired_tags(ev: &HrEvent, status: &str) -> Vec<(String, String)> {
     let mut tags = vec![
@@ -298,14 +461,10 @@ pub fn desired_tags(ev: &HrEvent, status: &str) -> Vec<(String, String)> {
         (TAG_LAST_EVENT_AT.to_owned(), ev.occurred_at_tag()),
         (TAG_LAST_EVENT_ID.to_owned(), ev.event_id.clone()),
     ];
-    if ev.event_type == EventType::Joined {
-        let e = &ev.employee;
-        for (k, v) in [
-            ("hr:email", &e.email),
-            ("hr:department", &e.department),
-            ("hr:manager-email", &e.manager_email),
-        ] {
-            if let Some(v) = v.as_ref().filter(|v| tag_safe(v)) {
+    // A leaver carries no record worth keeping; joiners and movers carry it whole.
+    if ev.event_type != EventType::Left {
+        for (k, v) in record_tags(ev) {
+            if let Some(v) = v {
                 tags.push((k.to_owned(), v.clone()));
             }
         }
@@ -313,28 +472,111 @@ pub fn desired_tags(ev: &HrEvent, status: &str) -> Vec<(String, String)> {
     tags
 }
 
-fn tag_diff(u: &UserInfo, want: Vec<(String, String)>) -> Vec<(String, String)> {
+/// The secret's tags (contract section 3): like its user's, plus the user name and
+/// the key it holds, so auditors can compare without reading the value.
+pub fn secret_tags(
+    ev: &HrEvent,
+    user_name: &str,
+    status: &str,
+    key: Option<(&str, &str)>,
+) -> Vec<(String, String)> {
+    let mut tags = vec![
+        (TAG_EMPLOYEE_ID.to_owned(), ev.employee.employee_id.clone()),
+        (TAG_MANAGED_BY.to_owned(), MANAGED_BY.to_owned()),
+        (TAG_STATUS.to_owned(), status.to_owned()),
+        (TAG_LAST_EVENT_AT.to_owned(), ev.occurred_at_tag()),
+        (TAG_LAST_EVENT_ID.to_owned(), ev.event_id.clone()),
+        (TAG_USER_NAME.to_owned(), user_name.to_owned()),
+    ];
+    if let Some((id, created)) = key {
+        tags.push((TAG_ACCESS_KEY_ID.to_owned(), id.to_owned()));
+        if !created.is_empty() {
+            tags.push((TAG_ACCESS_KEY_CREATED.to_owned(), created.to_owned()));
+        }
+    }
+    tags
+}
+
+/// The secret's status for an event's outcome.
+pub fn secret_status(ev: &HrEvent, cfg: &Config) -> &'static str {
+    match (ev.event_type, cfg.leaver_action) {
+        (EventType::Left, LeaverAction::Delete) => STATUS_DELETED,
+        (EventType::Left, LeaverAction::Disable) => STATUS_RETIRED,
+        _ => STATUS_ACTIVE,
+    }
+}
+
+fn diff(have: &BTreeMap<String, String>, want: Vec<(String, String)>) -> Vec<(String, String)> {
     want.into_iter()
-        .filter(|(k, v)| u.tag(k) != Some(v.as_str()))
+        .filter(|(k, v)| have.get(k) != Some(v))
         .collect()
 }
 
-fn welcome_owed(ev: &HrEvent, u: Option<&UserInfo>) -> bool {
-    u.and_then(|u| u.tag(TAG_WELCOME_EVENT)) != Some(ev.event_id.as_str())
+/// Whether a welcome mail is due: owed since a change that called for it.
+fn welcome_owed(u: &UserInfo) -> bool {
+    u.tag(TAG_WELCOME)
+        .is_some_and(|v| v.starts_with(WELCOME_OWED))
 }
 
-fn welcome_stages(plan: &mut Plan, ev: &HrEvent) {
-    plan.push(vec![Step::SendWelcome]);
+fn owed_tag(ev: &HrEvent) -> (String, String) {
+    (
+        TAG_WELCOME.to_owned(),
+        format!("{WELCOME_OWED}{}", ev.event_id),
+    )
+}
+
+fn welcome_stages(plan: &mut Plan, ev: &HrEvent, to: String) {
+    plan.push(vec![Step::SendWelcome { to }]);
     plan.push(vec![Step::TagUser {
-        tags: vec![(TAG_WELCOME_EVENT.to_owned(), ev.event_id.clone())],
+        tags: vec![(
+            TAG_WELCOME.to_owned(),
+            format!("{WELCOME_SENT}{}", ev.event_id),
+        )],
     }]);
 }
 
-fn plan_new_joiner(ev: &HrEvent, cx: &Context<'_>) -> Plan {
+/// How the deny-all is put on: the stack's managed policy, else an inline one.
+fn deny_present(cfg: &Config, att: &Attachments) -> bool {
+    att.inline_policies.contains(DENY_ALL_POLICY)
+        || cfg
+            .deny_policy_arn
+            .as_ref()
+            .is_some_and(|arn| att.attached_policies.contains(arn))
+}
+
+fn put_deny(cfg: &Config) -> Step {
+    match &cfg.deny_policy_arn {
+        Some(arn) => Step::AttachPolicy { arn: arn.clone() },
+        None => Step::PutDenyAll,
+    }
+}
+
+/// Steps that take whichever deny-all the user has off.
+fn remove_deny(cfg: &Config, att: &Attachments) -> Vec<Step> {
+    let mut steps = Vec::new();
+    if att.inline_policies.contains(DENY_ALL_POLICY) {
+        steps.push(Step::DeleteInlinePolicy {
+            name: DENY_ALL_POLICY.to_owned(),
+        });
+    }
+    if let Some(arn) = cfg
+        .deny_policy_arn
+        .as_ref()
+        .filter(|a| att.attached_policies.contains(*a))
+    {
+        steps.push(Step::DetachPolicy { arn: arn.clone() });
+    }
+    steps
+}
+
+fn plan_new_joiner(ev: &HrEvent, cx: &Context<'_>, state: &UserState) -> Plan {
     let rule = cx.rule;
     let mut plan = Plan::default();
+    let mut tags = desired_tags(ev, STATUS_ACTIVE);
+    // The mail is owed from the moment the user exists: recorded in the same call.
+    tags.push(owed_tag(ev));
     plan.push(vec![Step::CreateUser {
-        tags: desired_tags(ev, STATUS_ACTIVE),
+        tags,
         boundary_arn: cx.config.boundary_arn.clone(),
     }]);
     let mut grants: Vec<Step> = rule
@@ -354,8 +596,14 @@ fn plan_new_joiner(ev: &HrEvent, cx: &Context<'_>) -> Plan {
         grants.push(Step::CreateAccessKey);
     }
     plan.push(grants);
+    // A secret under the name is ours here (checked): a tombstone is restored.
+    let how = match &state.secret_meta {
+        None => SecretHow::Create,
+        Some(m) if m.scheduled => SecretHow::Restore,
+        Some(_) => SecretHow::Put,
+    };
     plan.push(vec![Step::WriteSecret(SecretWrite {
-        how: SecretHow::CreateOrReplace,
+        how,
         password: if rule.console { Cred::New } else { Cred::Drop },
         key: if rule.access_key {
             Cred::New
@@ -364,33 +612,70 @@ fn plan_new_joiner(ev: &HrEvent, cx: &Context<'_>) -> Plan {
         },
         password_pending: false,
     })]);
+    if how != SecretHow::Create {
+        untag_stale_key(&mut plan, state, rule.access_key);
+    }
     // The password is stored before the login profile exists: a crash in between
     // leaves a stored password that the next run applies.
     if rule.console {
         plan.push(vec![Step::CreateLoginProfile]);
     }
-    welcome_stages(&mut plan, ev);
+    if let Some(to) = ev.employee.email.clone() {
+        welcome_stages(&mut plan, ev, to);
+    }
     plan
 }
 
-fn plan_existing_joiner(ev: &HrEvent, cx: &Context<'_>, u: &UserInfo, state: &UserState) -> Plan {
+/// A secret that will hold no key loses the key's tags.
+fn untag_stale_key(plan: &mut Plan, state: &UserState, keeps_key: bool) {
+    let Some(meta) = &state.secret_meta else {
+        return;
+    };
+    if keeps_key {
+        return;
+    }
+    let keys: Vec<String> = [TAG_ACCESS_KEY_ID, TAG_ACCESS_KEY_CREATED]
+        .into_iter()
+        .filter(|k| meta.tags.contains_key(*k))
+        .map(str::to_owned)
+        .collect();
+    if !keys.is_empty() {
+        plan.push(vec![Step::UntagSecret { keys }]);
+    }
+}
+
+/// An existing user converges to its rule: a repeated or newer `joined`, a rehire,
+/// or a mover. What the rule grants is added; what another rule grants and this
+/// one does not is removed; hand-granted access is left for the audit to report.
+fn plan_existing(ev: &HrEvent, cx: &Context<'_>, u: &UserInfo, state: &UserState) -> Plan {
     let (cfg, rule) = (cx.config, cx.rule);
     let att = &state.attachments;
     let mut plan = Plan::default();
 
-    let claim = tag_diff(u, desired_tags(ev, STATUS_ACTIVE));
-    let rehire =
-        u.tag(TAG_STATUS) == Some(STATUS_RETIRED) || att.inline_policies.contains(DENY_ALL_POLICY);
+    let rehire = u.tag(TAG_STATUS) == Some(STATUS_RETIRED) || deny_present(cfg, att);
+    // A mail is due for a user re-enabled or given console access it did not have;
+    // never for a repeat.
+    let newly_owed = !welcome_owed(u) && (rehire || (rule.console && !att.login_profile));
+    let mut claim = desired_tags(ev, STATUS_ACTIVE);
+    if newly_owed {
+        claim.push(owed_tag(ev));
+    }
+    let mut first = Vec::new();
+    let claim = diff(&u.tags, claim);
     if !claim.is_empty() {
-        plan.push(vec![Step::TagUser { tags: claim }]);
+        first.push(Step::TagUser { tags: claim });
     }
+    let dropped: Vec<String> = record_tags(ev)
+        .into_iter()
+        .filter(|(k, v)| v.is_none() && u.tags.contains_key(*k))
+        .map(|(k, _)| k.to_owned())
+        .collect();
+    if !dropped.is_empty() {
+        first.push(Step::UntagUser { keys: dropped });
+    }
+    plan.push(first);
 
-    let mut grants = Vec::new();
-    if att.inline_policies.contains(DENY_ALL_POLICY) {
-        grants.push(Step::DeleteInlinePolicy {
-            name: DENY_ALL_POLICY.to_owned(),
-        });
-    }
+    let mut grants = remove_deny(cfg, att);
     if let Some(b) = &cfg.boundary_arn {
         // A differing boundary is corrected; a missing one is restored on rehire.
         // (moto never reports boundaries, so "missing" alone is not trusted.)
@@ -404,9 +689,19 @@ fn plan_existing_joiner(ev: &HrEvent, cx: &Context<'_>, u: &UserInfo, state: &Us
             grants.push(Step::AddToGroup { group: g.clone() });
         }
     }
+    for g in att.groups.intersection(&cx.granted.groups) {
+        if !rule.groups.contains(g) {
+            grants.push(Step::RemoveFromGroup { group: g.clone() });
+        }
+    }
     for p in &rule.managed_policies {
         if !att.attached_policies.contains(p) {
             grants.push(Step::AttachPolicy { arn: p.clone() });
+        }
+    }
+    for p in att.attached_policies.intersection(&cx.granted.policies) {
+        if !rule.managed_policies.contains(p) && Some(p) != cfg.deny_policy_arn.as_ref() {
+            grants.push(Step::DetachPolicy { arn: p.clone() });
         }
     }
 
@@ -417,13 +712,18 @@ fn plan_existing_joiner(ev: &HrEvent, cx: &Context<'_>, u: &UserInfo, state: &Us
     let stored_key = view
         .filter(|v| v.has_secret_key)
         .and_then(|v| v.access_key_id.as_deref());
-    let kept_key = stored_key.filter(|k| att.access_keys.iter().any(|have| have == k));
+    let kept_key =
+        stored_key.filter(|k| rule.access_key && att.access_keys.iter().any(|have| have == k));
     // Every key the user has must be the one in the secret: any other was created
-    // by a run that crashed before storing it, or by hand, and is an orphan.
+    // by a run that crashed before storing it, or by hand, and is an orphan. A rule
+    // without a key drops it.
     for k in &att.access_keys {
         if Some(k.as_str()) != kept_key {
             grants.push(Step::DeleteAccessKey { id: k.clone() });
         }
+    }
+    if !rule.console && att.login_profile {
+        grants.push(Step::DeleteLoginProfile);
     }
     plan.push(grants);
 
@@ -446,17 +746,16 @@ fn plan_existing_joiner(ev: &HrEvent, cx: &Context<'_>, u: &UserInfo, state: &Us
         (true, true, false) => (Cred::New, Some(Step::UpdateLoginProfile)),
         (true, false, true) => (Cred::Keep, Some(Step::CreateLoginProfile)),
         (true, false, false) => (Cred::New, Some(Step::CreateLoginProfile)),
-        // Console not wanted: a stored password is kept only while the user has it.
-        (false, true, true) => (Cred::Keep, None),
+        // Console dropped: the profile goes (above) and the password with it.
         (false, _, _) => (Cred::Drop, None),
     };
     let updating = profile_step == Some(Step::UpdateLoginProfile);
 
-    let how = match &state.secret {
-        SecretState::Unknown => SecretHow::CreateOrReplace,
-        SecretState::Absent => SecretHow::Create,
-        SecretState::Scheduled => SecretHow::Restore,
-        SecretState::Present(_) => SecretHow::Put,
+    let how = match (&state.secret, &state.secret_meta) {
+        (_, None) | (SecretState::Absent, _) => SecretHow::Create,
+        (_, Some(m)) if m.scheduled => SecretHow::Restore,
+        (SecretState::Scheduled, _) => SecretHow::Restore,
+        _ => SecretHow::Put,
     };
     let fields_stale = view.is_none_or(|v| {
         v.user_name.as_deref() != Some(u.name.as_str())
@@ -493,28 +792,73 @@ fn plan_existing_joiner(ev: &HrEvent, cx: &Context<'_>, u: &UserInfo, state: &Us
             password_pending: false,
         })]);
     }
-    if welcome_owed(ev, Some(u)) {
-        welcome_stages(&mut plan, ev);
+    if !main_write && !pending_after_main {
+        // The value is right; its tags may still lag (a crash between the write and
+        // the tagging, or a newer event).
+        if let Some(meta) = &state.secret_meta {
+            let created = kept_key.map(|id| key_created(att, meta, id));
+            let held = kept_key.zip(created.as_deref());
+            let want = secret_tags(ev, &u.name, STATUS_ACTIVE, held);
+            let tags = diff(&meta.tags, want);
+            if !tags.is_empty() {
+                plan.push(vec![Step::TagSecret { tags }]);
+            }
+        }
+    }
+    untag_stale_key(&mut plan, state, key != Cred::Drop);
+    if welcome_owed(u) || newly_owed {
+        // The record's address, else the one the user was tagged with.
+        if let Some(to) = ev
+            .employee
+            .email
+            .clone()
+            .or_else(|| u.tag(TAG_EMAIL).map(str::to_owned))
+        {
+            welcome_stages(&mut plan, ev, to);
+        }
     }
     plan
 }
 
-fn plan_leaver(ev: &HrEvent, cfg: &Config, u: &UserInfo, state: &UserState) -> Plan {
-    let att = &state.attachments;
-    let mut plan = Plan::default();
+/// The creation time of a key: IAM's, else what the secret's tag says.
+pub fn key_created(att: &Attachments, meta: &SecretMeta, id: &str) -> String {
+    att.key_created
+        .get(id)
+        .cloned()
+        .or_else(|| {
+            (meta.tag(TAG_ACCESS_KEY_ID) == Some(id))
+                .then(|| meta.tag(TAG_ACCESS_KEY_CREATED).map(str::to_owned))
+                .flatten()
+        })
+        .unwrap_or_default()
+}
 
-    // The claim (ordering tags) and the deny come first, together: the deny makes
-    // every key and session of the user stop working at once, before the slower
-    // clean-up runs.
+/// A leaver's first stage, from the first read alone: the claim (ordering tags)
+/// and the deny-all, together. The deny makes every key and session of the user
+/// stop working at once, before any clean-up read can fail.
+fn plan_cutoff(ev: &HrEvent, cfg: &Config, u: &UserInfo, att: &Attachments) -> Plan {
     let mut first: Vec<Step> = Vec::new();
-    let claim = tag_diff(u, desired_tags(ev, STATUS_RETIRED));
+    let claim = diff(&u.tags, desired_tags(ev, STATUS_RETIRED));
     if !claim.is_empty() {
         first.push(Step::TagUser { tags: claim });
     }
-    if !att.inline_policies.contains(DENY_ALL_POLICY) {
-        first.push(Step::PutDenyAll);
+    if !deny_present(cfg, att) {
+        first.push(put_deny(cfg));
     }
+    let mut plan = Plan::default();
     plan.push(first);
+    plan
+}
+
+fn plan_leaver(
+    ev: &HrEvent,
+    cfg: &Config,
+    u: &UserInfo,
+    state: &UserState,
+    secret_problem: Option<String>,
+) -> Plan {
+    let att = &state.attachments;
+    let mut plan = plan_cutoff(ev, cfg, u, att);
 
     let mut removals = Vec::new();
     if att.login_profile {
@@ -553,6 +897,7 @@ fn plan_leaver(ev: &HrEvent, cfg: &Config, u: &UserInfo, state: &UserState) -> P
     removals.extend(
         att.attached_policies
             .iter()
+            .filter(|arn| Some(*arn) != cfg.deny_policy_arn.as_ref())
             .map(|arn| Step::DetachPolicy { arn: arn.clone() }),
     );
     removals.extend(
@@ -567,10 +912,16 @@ fn plan_leaver(ev: &HrEvent, cfg: &Config, u: &UserInfo, state: &UserState) -> P
             .map(|g| Step::RemoveFromGroup { group: g.clone() }),
     );
     // The secret must hold nothing the user no longer has: emptied alongside the
-    // removals, then scheduled for deletion. Both come before any DeleteUser, since
-    // after it a redelivery finds no user and would do nothing.
-    let secret_present = matches!(state.secret, SecretState::Present(_));
-    if let SecretState::Present(v) = &state.secret {
+    // removals and tagged as the tombstone (status, last event), then scheduled
+    // for deletion. Secrets Manager refuses changes once deletion is scheduled, and
+    // after DeleteUser a redelivery finds no user: both come first.
+    let ours = secret_problem.is_none();
+    let live_secret = match (&state.secret, &state.secret_meta) {
+        (SecretState::Present(v), Some(m)) if ours && !m.scheduled => Some((v, m)),
+        _ => None,
+    };
+    let mut tombstone = Vec::new();
+    if let Some((v, meta)) = live_secret {
         if !v.readable || v.has_password || v.has_secret_key || v.access_key_id.is_some() {
             removals.push(Step::WriteSecret(SecretWrite {
                 how: SecretHow::Put,
@@ -578,9 +929,26 @@ fn plan_leaver(ev: &HrEvent, cfg: &Config, u: &UserInfo, state: &UserState) -> P
                 key: Cred::Drop,
                 password_pending: false,
             }));
+        } else {
+            let tags = diff(
+                &meta.tags,
+                secret_tags(ev, &u.name, secret_status(ev, cfg), None),
+            );
+            if !tags.is_empty() {
+                removals.push(Step::TagSecret { tags });
+            }
+        }
+        let keys: Vec<String> = [TAG_ACCESS_KEY_ID, TAG_ACCESS_KEY_CREATED]
+            .into_iter()
+            .filter(|k| meta.tags.contains_key(*k))
+            .map(str::to_owned)
+            .collect();
+        if !keys.is_empty() {
+            tombstone.push(Step::UntagSecret { keys });
         }
     }
     plan.push(removals);
+    plan.push(tombstone);
 
     // A virtual device can be deleted only once it is deactivated.
     let mut last: Vec<Step> = att
@@ -589,7 +957,7 @@ fn plan_leaver(ev: &HrEvent, cfg: &Config, u: &UserInfo, state: &UserState) -> P
         .filter(|s| is_virtual_mfa(s))
         .map(|s| Step::DeleteVirtualMfa { serial: s.clone() })
         .collect();
-    if secret_present {
+    if live_secret.is_some() {
         last.push(Step::ScheduleSecretDeletion {
             recovery_days: cfg.recovery_days,
         });
@@ -597,11 +965,22 @@ fn plan_leaver(ev: &HrEvent, cfg: &Config, u: &UserInfo, state: &UserState) -> P
     plan.push(last);
 
     if cfg.leaver_action == LeaverAction::Delete {
-        plan.push(vec![Step::DeleteInlinePolicy {
-            name: DENY_ALL_POLICY.to_owned(),
-        }]);
+        let mut off = remove_deny(cfg, att);
+        // The deny planned in this run's first stage is not in the state yet.
+        if !deny_present(cfg, att) {
+            off = match put_deny(cfg) {
+                Step::AttachPolicy { arn } => vec![Step::DetachPolicy { arn }],
+                _ => vec![Step::DeleteInlinePolicy {
+                    name: DENY_ALL_POLICY.to_owned(),
+                }],
+            };
+        }
+        plan.push(off);
         plan.push(vec![Step::DeleteUser]);
     }
+    plan.fail_after = secret_problem.map(|why| {
+        format!("user cut off and its credentials removed, but {why}; someone must look")
+    });
     plan
 }
 

@@ -1,5 +1,6 @@
 //! One record, end to end: read state -> plan -> apply, until converged.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::OnceCell;
@@ -11,8 +12,12 @@ use crate::aws::{AwsError, Budget, ErrorKind};
 use crate::config::Config;
 use crate::event::{EventType, HrEvent};
 use crate::password::{generate_default, PasswordPolicy};
-use crate::plan::{plan, Context, Cred, Step, Verdict};
-use crate::state::{Lookup, SecretDoc, UserState};
+use crate::plan::{foreign_secret, key_created, plan, Context, Cred, Granted, Step, Verdict};
+use crate::rules::Rule;
+use crate::state::{
+    Attachments, Lookup, SecretDoc, SecretState, SecretView, UserState, TAG_EMPLOYEE_ID,
+    TAG_USER_NAME,
+};
 
 /// Rounds of read -> plan -> apply per record: a DeleteConflict (something was
 /// attached after the read) is answered by reading again and removing it.
@@ -23,6 +28,8 @@ pub struct Provisioner {
     pub services: Services,
     signin_url: OnceCell<String>,
     password_policy: OnceCell<PasswordPolicy>,
+    /// Template users' (groups, managed policies), by name.
+    templates: OnceCell<BTreeMap<String, (Vec<String>, Vec<String>)>>,
     faults: Option<Arc<dyn Faults>>,
 }
 
@@ -33,14 +40,18 @@ pub struct Report {
     pub reason: Option<String>,
     /// For `planned`: the steps a real run would make.
     pub planned: Vec<String>,
+    /// The user acted on, when it is not the one the name rule gives (found
+    /// through its secret after an email change).
+    pub user_name: Option<String>,
 }
 
 impl Report {
-    fn new(outcome: Outcome, reason: Option<String>) -> Self {
+    pub fn new(outcome: Outcome, reason: Option<String>) -> Self {
         Report {
             outcome,
             reason,
             planned: Vec::new(),
+            user_name: None,
         }
     }
 }
@@ -52,6 +63,7 @@ impl Provisioner {
             services,
             signin_url: OnceCell::new(),
             password_policy: OnceCell::new(),
+            templates: OnceCell::new(),
             faults: None,
         }
     }
@@ -91,54 +103,175 @@ impl Provisioner {
             .await
     }
 
-    /// Reads what AWS holds about the event's user.
-    async fn read(
+    /// The event's rule with its template's grants added, and what all rules grant.
+    /// Templates are read once per container; a template that is not one rejects
+    /// the record (and is read again next time, once the operator fixed it).
+    async fn rules_for(
         &self,
         ev: &HrEvent,
         b: &Budget,
+    ) -> Result<Result<(Rule, Granted), String>, AwsError> {
+        let rules = &self.config.rules;
+        let dept = ev.employee.department.as_deref();
+        if rules.templates().is_empty() {
+            return Ok(Ok((
+                rules.for_department(dept).clone(),
+                Granted::of(rules.all()),
+            )));
+        }
+        let templates = match self
+            .templates
+            .get_or_try_init(|| async {
+                let mut by_name = BTreeMap::new();
+                for name in rules.templates() {
+                    let t = self
+                        .services
+                        .iam
+                        .template(name, &self.config.template_path, b)
+                        .await
+                        .map_err(TemplateError::Aws)?
+                        .map_err(TemplateError::Invalid)?;
+                    by_name.insert(name.to_owned(), t);
+                }
+                Ok::<_, TemplateError>(by_name)
+            })
+            .await
+        {
+            Ok(t) => t,
+            Err(TemplateError::Aws(e)) => return Err(e),
+            Err(TemplateError::Invalid(why)) => return Ok(Err(why)),
+        };
+        let effective = |r: &Rule| {
+            let mut r = r.clone();
+            if let Some((groups, policies)) = r.copy_from.as_ref().and_then(|t| templates.get(t)) {
+                for g in groups {
+                    if !r.groups.contains(g) {
+                        r.groups.push(g.clone());
+                    }
+                }
+                for p in policies {
+                    if !r.managed_policies.contains(p) {
+                        r.managed_policies.push(p.clone());
+                    }
+                }
+            }
+            r
+        };
+        let all: Vec<Rule> = rules.all().map(effective).collect();
+        Ok(Ok((
+            effective(rules.for_department(dept)),
+            Granted::of(&all),
+        )))
+    }
+
+    /// Reads what AWS holds about one user name: the user and its secret's metadata
+    /// at once, then (for an existing user) its attachments, the secret's resource
+    /// policy and, when the secret is ours, its value.
+    async fn read(
+        &self,
+        ev: &HrEvent,
+        depth: ReadDepth,
+        b: &Budget,
     ) -> Result<(UserState, Option<SecretDoc>), AwsError> {
-        let iam = &self.services.iam;
-        let secret_name = self.config.secret_name(&ev.user_name);
-        // A leaver reads the secret alongside the user: it is needed whenever the
-        // user exists. A fresh joiner must not pay for it (it writes the secret
-        // optimistically), so a joiner reads it only once the user is found.
-        let (lookup, leaver_secret) = match ev.event_type {
-            EventType::Joined | EventType::Changed => (iam.lookup(&ev.user_name, b).await?, None),
-            EventType::Left => {
-                let (lookup, secret) = futures::try_join!(
-                    iam.lookup(&ev.user_name, b),
-                    self.services.secrets.read(&secret_name, b)
-                )?;
-                (lookup, Some(secret))
+        let (iam, secrets, cfg) = (&self.services.iam, &self.services.secrets, &self.config);
+        let user = ev.user_name.as_str();
+        let secret_name = cfg.secret_name(user);
+        let cutoff = async {
+            match depth {
+                ReadDepth::Cutoff => Ok::<_, AwsError>(Some(
+                    iam.deny_check(user, cfg.deny_policy_arn.as_deref(), b)
+                        .await,
+                )),
+                _ => Ok(None),
             }
         };
-        if !matches!(lookup, Lookup::Found(_)) {
-            return Ok((
-                UserState {
-                    lookup,
-                    ..UserState::absent()
-                },
-                None,
-            ));
-        }
-        let (attachments, (secret, doc)) = match leaver_secret {
-            Some(secret) => (
-                iam.attachments(&ev.user_name, Depth::Leaver, b).await?,
-                secret,
-            ),
-            None => futures::try_join!(
-                iam.attachments(&ev.user_name, Depth::Joiner, b),
-                self.services.secrets.read(&secret_name, b)
-            )?,
+        let (lookup, meta, cutoff) = futures::try_join!(
+            iam.lookup(user, b),
+            secrets.describe(&secret_name, b),
+            cutoff
+        )?;
+        let found = matches!(lookup, Lookup::Found(_));
+        // Everything that decides whether the secret is ours, before its value is read.
+        let policy = async {
+            match &meta {
+                Some(_) => secrets.has_policy(&secret_name, b).await,
+                None => Ok(false),
+            }
         };
+        let ours = meta.as_ref().is_some_and(|m| {
+            !m.scheduled && foreign_secret(m, cfg, &ev.employee.employee_id).is_none()
+        });
+        let value = async {
+            match (&meta, found && ours && cutoff.is_none()) {
+                (Some(_), true) => secrets.read(&secret_name, b).await,
+                (Some(m), false) if m.scheduled => Ok((SecretState::Scheduled, None)),
+                (Some(_), false) => Ok((SecretState::Present(SecretView::default()), None)),
+                (None, _) => Ok((SecretState::Absent, None)),
+            }
+        };
+        let attachments = async {
+            match (&cutoff, found, depth) {
+                (Some(att), _, _) => Ok(att.clone()),
+                (None, true, ReadDepth::Leaver) => iam.attachments(user, Depth::Leaver, b).await,
+                (None, true, _) => iam.attachments(user, Depth::Joiner, b).await,
+                (None, false, _) => Ok(Attachments::default()),
+            }
+        };
+        let (has_policy, (secret, doc), attachments) =
+            futures::try_join!(policy, value, attachments)?;
+        let secret_meta = meta.map(|mut m| {
+            m.has_policy = has_policy;
+            m
+        });
         Ok((
             UserState {
                 lookup,
                 attachments,
                 secret,
+                secret_meta,
             },
             doc,
         ))
+    }
+
+    /// A leaver or mover whose name rule finds no user of this employee (HR changed
+    /// the email) is found through the secret tagged with its employee id. Users are
+    /// never renamed: the existing user is acted on.
+    async fn locate(
+        &self,
+        ev: &HrEvent,
+        state: &UserState,
+        b: &Budget,
+    ) -> Result<Option<HrEvent>, AwsError> {
+        let mine = |l: &Lookup| matches!(l, Lookup::Found(u) if u.tag(TAG_EMPLOYEE_ID) == Some(ev.employee.employee_id.as_str()));
+        if ev.event_type == EventType::Joined || mine(&state.lookup) {
+            return Ok(None);
+        }
+        let found = self
+            .services
+            .secrets
+            .find_by_employee(&self.config.secret_prefix, &ev.employee.employee_id, b)
+            .await?;
+        let mut names: Vec<&str> = found
+            .iter()
+            .filter_map(|(_, tags)| tags.get(TAG_USER_NAME).map(String::as_str))
+            .filter(|n| *n != ev.user_name)
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        let Some(name) = names.first() else {
+            return Ok(None);
+        };
+        if names.len() > 1 {
+            tracing::warn!(event_id = %ev.event_id, employee_id = %ev.employee.employee_id, candidates = ?names,
+                "several secrets name a user for this employee; using the first");
+        }
+        tracing::warn!(event_id = %ev.event_id, user_name = %name, name_rule = %ev.user_name,
+            "user found through its secret: the name rule gives another name; users are never renamed");
+        Ok(Some(HrEvent {
+            user_name: (*name).to_owned(),
+            ..ev.clone()
+        }))
     }
 
     /// Brings AWS in line with one event. Changes made are pushed to `log`.
@@ -162,49 +295,79 @@ impl Provisioner {
         b: Budget,
         log: &ActionLog,
     ) -> Result<Report, ApplyError> {
-        // Only joiners need the URL (for the secret and the mail) and the password
-        // policy; both are read once per container, alongside the first state read
-        // so that a cold container pays no extra round trip. A leaver keeps
-        // whatever URL the secret already says.
+        // Only joiners and movers need the URL (for the secret and the mail), the
+        // password policy and the rules; the first two are read once per container,
+        // alongside the first state read so that a cold container pays no extra
+        // round trip. A leaver keeps whatever URL the secret already says.
+        let leaver = ev.event_type == EventType::Left;
         let per_container = async {
-            match ev.event_type {
-                EventType::Joined | EventType::Changed => {
-                    let (url, _) = futures::try_join!(
-                        self.signin_url(function_arn, &b),
-                        self.password_policy(&b)
-                    )?;
-                    Ok(url)
-                }
-                EventType::Left => Ok(""),
+            if leaver {
+                return Ok(("", None));
             }
+            let (url, _, rules) = futures::try_join!(
+                self.signin_url(function_arn, &b),
+                self.password_policy(&b),
+                self.rules_for(ev, &b)
+            )?;
+            Ok::<_, AwsError>((url, Some(rules)))
         };
-        let (signin_url, first) = futures::try_join!(per_container, self.read(ev, &b))?;
-        let rule = self
-            .config
-            .rules
-            .for_department(ev.employee.department.as_deref());
+        // A leaver's first read is only what its cut-off needs (fail safe); a dry
+        // run plans everything from one read.
+        let mut depth = match (leaver, self.config.dry_run) {
+            (true, false) => ReadDepth::Cutoff,
+            (true, true) => ReadDepth::Leaver,
+            (false, _) => ReadDepth::Joiner,
+        };
+        let ((signin_url, rules), mut first) =
+            futures::try_join!(per_container, self.read(ev, depth, &b))?;
+        let (rule, granted) = match rules {
+            Some(Ok(r)) => r,
+            Some(Err(why)) => return Ok(Report::new(Outcome::Rejected, Some(why))),
+            None => (self.config.rules.default.clone(), Granted::default()),
+        };
+        let moved = self.locate(ev, &first.0, &b).await?;
+        if let Some(other) = &moved {
+            let alt = self.read(other, depth, &b).await?;
+            if matches!(alt.0.lookup, Lookup::Found(_)) || alt.0.secret_meta.is_some() {
+                first = alt;
+            }
+        }
+        let acted_on = moved.filter(|m| {
+            matches!(&first.0.lookup, Lookup::Found(u) if u.name == m.user_name)
+                || first.0.secret_meta.is_some() && !matches!(first.0.lookup, Lookup::Found(_))
+        });
+        let ev = acted_on.as_ref().unwrap_or(ev);
+        let report = |outcome, reason| {
+            let mut r = Report::new(outcome, reason);
+            r.user_name = acted_on.as_ref().map(|e| e.user_name.clone());
+            r
+        };
         let cx = Context {
             config: &self.config,
-            rule,
+            rule: &rule,
+            granted: &granted,
             signin_url,
         };
         let mut read = Some(first);
-        for round in 1..=MAX_ROUNDS {
+        let mut conflicts = 0;
+        loop {
             let (state, doc) = match read.take() {
                 Some(r) => r,
-                None => self.read(ev, &b).await?,
+                None => self.read(ev, depth, &b).await?,
             };
-            let p = match plan(ev, &cx, &state) {
-                Verdict::Stale(why) => return Ok(Report::new(Outcome::Stale, Some(why))),
-                Verdict::Rejected(why) => return Ok(Report::new(Outcome::Rejected, Some(why))),
-                Verdict::Unchanged(_) if log.is_empty() => {
-                    return Ok(Report::new(Outcome::Unchanged, None))
+            let (p, then_read) = match plan(ev, &cx, &state) {
+                Verdict::Stale(why) => return Ok(report(Outcome::Stale, Some(why))),
+                Verdict::Rejected(why) => return Ok(report(Outcome::Rejected, Some(why))),
+                Verdict::Failed(why) => return Ok(report(Outcome::Failed, Some(why))),
+                Verdict::Unchanged(why) if log.is_empty() => {
+                    return Ok(report(Outcome::Unchanged, Some(why)))
                 }
-                Verdict::Unchanged(_) => return Ok(Report::new(Outcome::Applied, None)),
-                Verdict::Apply(p) => p,
+                Verdict::Unchanged(_) => return Ok(report(Outcome::Applied, None)),
+                Verdict::ReadMore(p) => (p, true),
+                Verdict::Apply(p) => (p, false),
             };
             if self.config.dry_run {
-                let mut r = Report::new(Outcome::Planned, None);
+                let mut r = report(Outcome::Planned, None);
                 r.planned = p.action_names();
                 return Ok(r);
             }
@@ -215,6 +378,13 @@ impl Provisioner {
                 Some(generate_default(self.password_policy(&b).await?))
             } else {
                 None
+            };
+            let kept_key_created = match (&doc, &state.secret_meta) {
+                (Some(d), Some(m)) => d
+                    .access_key_id
+                    .as_deref()
+                    .map(|id| key_created(&state.attachments, m, id)),
+                _ => None,
             };
             let applier = Applier {
                 services: &self.services,
@@ -228,19 +398,41 @@ impl Provisioner {
                     current: doc,
                     new_password,
                     created_key: None,
+                    kept_key_created,
                 }),
             };
             match applier.apply(&p).await {
-                Ok(()) => return Ok(Report::new(Outcome::Applied, None)),
-                Err(ApplyError::Aws(e)) if e.kind == ErrorKind::Conflict && round < MAX_ROUNDS => {
+                Ok(()) if then_read => depth = ReadDepth::Leaver,
+                Ok(()) => {
+                    return Ok(match p.fail_after {
+                        Some(why) => report(Outcome::Failed, Some(why)),
+                        None => report(Outcome::Applied, None),
+                    })
+                }
+                Err(ApplyError::Aws(e))
+                    if e.kind == ErrorKind::Conflict && conflicts < MAX_ROUNDS =>
+                {
+                    conflicts += 1;
                     tracing::warn!(event_id = %ev.event_id, user_name = %ev.user_name, op = e.op,
                         "conflict: reading the user again to remove what remains");
                 }
                 Err(e) => return Err(e),
             }
         }
-        Err(ApplyError::Internal("did not converge"))
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadDepth {
+    /// A leaver's first read: the user, its secret's metadata, the deny-all.
+    Cutoff,
+    Joiner,
+    Leaver,
+}
+
+enum TemplateError {
+    Aws(AwsError),
+    Invalid(String),
 }
 
 /// The account id in `arn:aws:lambda:region:account:function:name`.

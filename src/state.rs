@@ -14,10 +14,25 @@ pub const MANAGED_BY: &str = "hr-provisioner";
 pub const TAG_STATUS: &str = "hr:status";
 pub const STATUS_ACTIVE: &str = "active";
 pub const STATUS_RETIRED: &str = "retired";
+/// A secret's status once its user was deleted: the tombstone.
+pub const STATUS_DELETED: &str = "deleted";
 pub const TAG_LAST_EVENT_AT: &str = "hr:last-event-at";
 pub const TAG_LAST_EVENT_ID: &str = "hr:last-event-id";
-/// Extension: the joiner event whose welcome mail was sent (one mail per joiner event).
-pub const TAG_WELCOME_EVENT: &str = "hr:welcome-event";
+/// Secret tags that let auditors compare without reading the value.
+pub const TAG_USER_NAME: &str = "hr:user-name";
+pub const TAG_ACCESS_KEY_ID: &str = "hr:access-key-id";
+pub const TAG_ACCESS_KEY_CREATED: &str = "hr:access-key-created";
+/// Extensions: the HR record on the user.
+pub const TAG_EMAIL: &str = "hr:email";
+pub const TAG_DEPARTMENT: &str = "hr:department";
+pub const TAG_MANAGER_EMAIL: &str = "hr:manager-email";
+/// Extension: `owed:<event id>` from the change that makes a welcome mail due
+/// (creation, rehire, first console access) until it is sent, then
+/// `sent:<event id>`. Written in the same call as that change, so a crash can
+/// repeat the mail but never skip it.
+pub const TAG_WELCOME: &str = "hr:welcome";
+pub const WELCOME_OWED: &str = "owed:";
+pub const WELCOME_SENT: &str = "sent:";
 /// The inline policy a leaver puts on first: it stops every key and session at once.
 pub const DENY_ALL_POLICY: &str = "hr-provisioner-deny-all";
 
@@ -50,6 +65,11 @@ pub enum Lookup {
 /// stays empty.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Attachments {
+    /// Only the deny-all was looked for (a leaver's first read): the cut-off comes
+    /// before the clean-up reads, so a failing read cannot leave a leaver working.
+    pub partial: bool,
+    /// Creation time (RFC 3339 UTC) of each access key, by id.
+    pub key_created: BTreeMap<String, String>,
     pub groups: BTreeSet<String>,
     pub attached_policies: BTreeSet<String>,
     pub inline_policies: BTreeSet<String>,
@@ -88,11 +108,28 @@ pub enum SecretState {
     Present(SecretView),
 }
 
+/// What Secrets Manager says about the secret without its value.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SecretMeta {
+    pub tags: BTreeMap<String, String>,
+    pub kms_key_id: Option<String>,
+    pub scheduled: bool,
+    pub has_policy: bool,
+}
+
+impl SecretMeta {
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags.get(key).map(String::as_str)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserState {
     pub lookup: Lookup,
     pub attachments: Attachments,
     pub secret: SecretState,
+    /// None: no secret under the name.
+    pub secret_meta: Option<SecretMeta>,
 }
 
 impl UserState {
@@ -100,7 +137,8 @@ impl UserState {
         UserState {
             lookup: Lookup::Absent,
             attachments: Attachments::default(),
-            secret: SecretState::Unknown,
+            secret: SecretState::Absent,
+            secret_meta: None,
         }
     }
 }

@@ -170,18 +170,23 @@ impl Iam {
             |out| {
                 out.access_key_metadata()
                     .iter()
-                    .filter_map(|k| k.access_key_id().map(str::to_owned))
-                    .collect()
+                    .filter_map(|k| {
+                        let id = k.access_key_id()?.to_owned();
+                        let created = k.create_date().map(format_date).unwrap_or_default();
+                        Some((id, created))
+                    })
+                    .collect::<Vec<(String, String)>>()
             }
         );
-        let (groups, attached_policies, inline_policies, login_profile, access_keys) =
+        let (groups, attached_policies, inline_policies, login_profile, keys) =
             futures::try_join!(groups, attached, inline, profile, keys)?;
         let mut att = Attachments {
             groups,
             attached_policies,
             inline_policies,
             login_profile,
-            access_keys,
+            access_keys: keys.iter().map(|(id, _)| id.clone()).collect(),
+            key_created: keys.into_iter().collect(),
             ..Attachments::default()
         };
         if depth == Depth::Leaver {
@@ -252,6 +257,83 @@ impl Iam {
             att.orphan_virtual_mfa = orphans;
         }
         Ok(att)
+    }
+
+    /// A leaver's first read: only whether the deny-all is on (the managed policy
+    /// when `deny_arn` is set, else the inline one), so that the cut-off needs
+    /// nothing else to succeed. A failing read counts as "not on": the deny is
+    /// put on again, which is harmless.
+    pub async fn deny_check(&self, name: &str, deny_arn: Option<&str>, b: &Budget) -> Attachments {
+        let c = &self.client;
+        let mut att = Attachments {
+            partial: true,
+            ..Attachments::default()
+        };
+        let read = match deny_arn {
+            Some(_) => listed!(
+                b,
+                "ListAttachedUserPolicies",
+                c.list_attached_user_policies().user_name(name),
+                |out| {
+                    out.attached_policies()
+                        .iter()
+                        .filter_map(|p| p.policy_arn().map(str::to_owned))
+                        .collect()
+                }
+            )
+            .await
+            .map(|p| att.attached_policies = p),
+            None => listed!(
+                b,
+                "ListUserPolicies",
+                c.list_user_policies().user_name(name),
+                |out| out.policy_names().iter().cloned().collect()
+            )
+            .await
+            .map(|p| att.inline_policies = p),
+        };
+        if let Err(e) = read {
+            tracing::warn!(user_name = name, error = %e, "deny-all check failed; putting it on anyway");
+        }
+        att
+    }
+
+    /// A template user for a rule's `copy_from`: its groups and attached managed
+    /// policies. Only a user at `template_path` with no credentials of its own is a
+    /// template (an operator marked it so); anything else is refused with a reason.
+    pub async fn template(
+        &self,
+        name: &str,
+        template_path: &str,
+        b: &Budget,
+    ) -> Result<Result<(Vec<String>, Vec<String>), String>, AwsError> {
+        let c = &self.client;
+        let user = match op!(b, Retry::Safe, "GetUser", c.get_user().user_name(name)).await {
+            Ok(out) => out.user().cloned(),
+            Err(e) if e.kind == ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        let Some(user) = user.filter(|u| u.user_name() == name) else {
+            return Ok(Err(format!(
+                "copy_from template user {name} does not exist"
+            )));
+        };
+        if !user.path().starts_with(template_path) {
+            return Ok(Err(format!(
+                "copy_from user {name} is at path {}, not under TEMPLATE_PATH {template_path}: not a template",
+                user.path()
+            )));
+        }
+        let att = self.attachments(name, Depth::Joiner, b).await?;
+        if att.login_profile || !att.access_keys.is_empty() {
+            return Ok(Err(format!(
+                "copy_from template user {name} has credentials of its own (a console password or an access key): not a template"
+            )));
+        }
+        Ok(Ok((
+            att.groups.into_iter().collect(),
+            att.attached_policies.into_iter().collect(),
+        )))
     }
 
     /// Unassigned virtual MFA devices whose name is the user's: what a crash between
@@ -380,6 +462,25 @@ impl Iam {
                 .put_user_permissions_boundary()
                 .user_name(name)
                 .permissions_boundary(arn)
+        )
+        .await
+        .map(drop)
+    }
+
+    pub async fn untag_user(
+        &self,
+        name: &str,
+        keys: &[String],
+        b: &Budget,
+    ) -> Result<(), AwsError> {
+        op!(
+            b,
+            Retry::Safe,
+            "UntagUser",
+            self.client
+                .untag_user()
+                .user_name(name)
+                .set_tag_keys(Some(keys.to_vec()))
         )
         .await
         .map(drop)
@@ -515,12 +616,13 @@ impl Iam {
         )
     }
 
-    /// Returns the key id and its secret half, which exists only in this answer.
+    /// Returns the key id, its secret half (which exists only in this answer) and
+    /// its creation time.
     pub async fn create_access_key(
         &self,
         name: &str,
         b: &Budget,
-    ) -> Result<(String, Secret), AwsError> {
+    ) -> Result<(String, Secret, String), AwsError> {
         let out = op!(
             b,
             Retry::ThrottleOnly,
@@ -534,6 +636,7 @@ impl Iam {
         Ok((
             k.access_key_id().to_owned(),
             Secret::new(k.secret_access_key().to_owned()),
+            k.create_date().map(format_date).unwrap_or_default(),
         ))
     }
 
@@ -699,6 +802,13 @@ impl Iam {
             .await,
         )
     }
+}
+
+/// An AWS timestamp as tags carry it (RFC 3339, UTC, seconds).
+pub fn format_date(d: &aws_smithy_types::DateTime) -> String {
+    time::OffsetDateTime::from_unix_timestamp(d.secs())
+        .map(crate::event::format_utc)
+        .unwrap_or_default()
 }
 
 /// A deletion whose target is already gone has done its job.

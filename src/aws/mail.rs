@@ -20,9 +20,40 @@ pub struct Welcome {
     pub html: String,
 }
 
+/// Whether a first name is plainly a name: letters, combining marks, spaces, `'`,
+/// `-`, `.`; at most 64 characters. Anything else (a URL, digits, symbols) could
+/// turn the greeting into a message from someone else: it gets a neutral one.
+pub fn plain_name(n: &str) -> bool {
+    use unicode_general_category::{get_general_category, GeneralCategory as G};
+    let n = n.trim();
+    !n.is_empty()
+        && n.chars().count() <= 64
+        && n.chars().any(char::is_alphabetic)
+        && n.chars().all(|c| {
+            matches!(c, ' ' | '\'' | '-' | '.')
+                || matches!(
+                    get_general_category(c),
+                    G::UppercaseLetter
+                        | G::LowercaseLetter
+                        | G::TitlecaseLetter
+                        | G::ModifierLetter
+                        | G::OtherLetter
+                        | G::NonspacingMark
+                        | G::SpacingMark
+                        | G::EnclosingMark
+                )
+        })
+        // "a.b" reads as a domain: a name has no dot between two letters.
+        && !n
+            .as_bytes()
+            .windows(3)
+            .any(|w| w[1] == b'.' && w[0].is_ascii_alphanumeric() && w[2].is_ascii_alphanumeric())
+}
+
 pub fn compose(user_name: &str, signin_url: &str, first_name: Option<&str>) -> Welcome {
     let hello = first_name
-        .map(|n| format!("Hello {n},"))
+        .filter(|n| plain_name(n))
+        .map(|n| format!("Hello {},", n.trim()))
         .unwrap_or_else(|| "Hello,".into());
     let text = format!(
         "{hello}\n\nYour AWS account is ready.\n\nUser name: {user_name}\nSign-in URL: {signin_url}\n\n\
@@ -102,17 +133,53 @@ impl Mailer {
 mod tests {
     use super::*;
 
+    const URL: &str = "https://acme.signin.aws.amazon.com/console";
+
     #[test]
-    fn mail_holds_name_and_url_and_escapes_html() {
-        let w = compose(
-            "jane.doe",
-            "https://acme.signin.aws.amazon.com/console",
-            Some("<Jane>"),
-        );
+    fn mail_holds_name_and_url_and_nothing_else_from_the_event() {
+        let w = compose("jane.doe", URL, Some("Jane"));
+        assert!(w.text.starts_with("Hello Jane,"));
         assert!(w.text.contains("User name: jane.doe"));
-        assert!(w
-            .text
-            .contains("https://acme.signin.aws.amazon.com/console"));
-        assert!(w.html.contains("&lt;Jane&gt;") && !w.html.contains("<Jane>"));
+        assert!(w.text.contains(URL));
+        assert!(w.html.contains("Hello Jane,"));
+    }
+
+    #[test]
+    fn only_plain_names_are_greeted_by_name() {
+        for ok in [
+            "Jane",
+            "Zoë",
+            "Anne-Marie",
+            "O'Brien",
+            "J. R.",
+            "José María",
+            "李",
+            "Nguyễn",
+        ] {
+            assert!(plain_name(ok), "{ok}");
+            assert!(compose("u", URL, Some(ok))
+                .text
+                .starts_with(&format!("Hello {ok},")));
+        }
+        for bad in [
+            "<Jane>",
+            "evil.example.com",
+            "https://evil.example.com",
+            "Jane 2",
+            "Call +1 555",
+            "",
+            "   ",
+            "a&b",
+            "Jane: reset at x",
+            &"a".repeat(65),
+        ] {
+            assert!(!plain_name(bad), "{bad}");
+            let w = compose("u", URL, Some(bad));
+            assert!(w.text.starts_with("Hello,\n"), "{bad}: {}", w.text);
+            if !bad.trim().is_empty() {
+                assert!(!w.text.contains(bad) && !w.html.contains(bad), "{bad}");
+            }
+        }
+        assert!(compose("u", URL, None).text.starts_with("Hello,\n"));
     }
 }

@@ -1,10 +1,14 @@
 //! Secrets Manager adapter: one secret per user.
 
-use aws_sdk_secretsmanager::types::Tag;
+use std::collections::BTreeMap;
+
+use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType, Tag};
 use aws_sdk_secretsmanager::Client;
 
 use super::{call, classify, AwsError, Budget, ErrorKind, Retry};
-use crate::state::{SecretDoc, SecretState};
+use crate::state::{
+    SecretDoc, SecretMeta, SecretState, MANAGED_BY, TAG_EMPLOYEE_ID, TAG_MANAGED_BY,
+};
 
 #[derive(Clone)]
 pub struct Secrets {
@@ -20,12 +24,57 @@ macro_rules! op {
     };
 }
 
+fn to_tags(tags: &[(String, String)]) -> Vec<Tag> {
+    tags.iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect()
+}
+
+fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
+    tags.iter()
+        .filter_map(|t| Some((t.key()?.to_owned(), t.value()?.to_owned())))
+        .collect()
+}
+
 impl Secrets {
     pub fn new(client: Client, kms_key_id: Option<String>) -> Self {
         Secrets { client, kms_key_id }
     }
 
-    /// Reads the secret: its state for the planner, its values for the applier.
+    /// What Secrets Manager says about the secret, without its value: tags, key,
+    /// whether deletion is scheduled. `None`: no secret under the name.
+    pub async fn describe(&self, name: &str, b: &Budget) -> Result<Option<SecretMeta>, AwsError> {
+        let out = match op!(
+            b,
+            "DescribeSecret",
+            self.client.describe_secret().secret_id(name)
+        )
+        .await
+        {
+            Ok(out) => out,
+            Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(Some(SecretMeta {
+            tags: tag_map(out.tags()),
+            kms_key_id: out.kms_key_id().map(str::to_owned),
+            scheduled: out.deleted_date().is_some(),
+            has_policy: false,
+        }))
+    }
+
+    /// Whether a resource policy is attached: anyone it names could read the value.
+    pub async fn has_policy(&self, name: &str, b: &Budget) -> Result<bool, AwsError> {
+        let out = op!(
+            b,
+            "GetResourcePolicy",
+            self.client.get_resource_policy().secret_id(name)
+        )
+        .await?;
+        Ok(out.resource_policy().is_some_and(|p| !p.trim().is_empty()))
+    }
+
+    /// Reads the value: its view for the planner, its values for the applier.
     pub async fn read(
         &self,
         name: &str,
@@ -44,51 +93,85 @@ impl Secrets {
                 Ok((SecretState::Present(view), doc))
             }
             Err(e) if e.kind == ErrorKind::NotFound => Ok((SecretState::Absent, None)),
-            // Refused for its state: scheduled for deletion, if DescribeSecret says so.
-            Err(e) if e.kind == ErrorKind::InvalidState => {
-                if self.is_scheduled(name, b).await? {
-                    Ok((SecretState::Scheduled, None))
-                } else {
-                    Err(e)
-                }
-            }
+            // Refused for its state: scheduled for deletion meanwhile.
+            Err(e) if e.kind == ErrorKind::InvalidState => Ok((SecretState::Scheduled, None)),
             Err(e) => Err(e),
         }
     }
 
     async fn is_scheduled(&self, name: &str, b: &Budget) -> Result<bool, AwsError> {
-        let out = op!(
-            b,
-            "DescribeSecret",
-            self.client.describe_secret().secret_id(name)
-        )
-        .await?;
-        Ok(out.deleted_date().is_some())
+        Ok(self.describe(name, b).await?.is_some_and(|m| m.scheduled))
     }
 
-    /// Creates the secret, or, when the name exists (live or scheduled for deletion),
-    /// restores and overwrites it. Returns the calls made, for the audit.
-    pub async fn create_or_replace(
+    /// The provisioner's secrets tagged with an employee id (live or scheduled for
+    /// deletion), as (name, tags): how a user is found after HR changed its email.
+    pub async fn find_by_employee(
+        &self,
+        prefix: &str,
+        employee_id: &str,
+        b: &Budget,
+    ) -> Result<Vec<(String, BTreeMap<String, String>)>, AwsError> {
+        let filter = |key: FilterNameStringType, value: &str| {
+            Filter::builder().key(key).values(value).build()
+        };
+        let list: Vec<_> = call(b, Retry::Safe, || async {
+            self.client
+                .list_secrets()
+                .include_planned_deletion(true)
+                .filters(filter(FilterNameStringType::TagKey, TAG_EMPLOYEE_ID))
+                .filters(filter(FilterNameStringType::TagValue, employee_id))
+                .filters(filter(FilterNameStringType::Name, prefix))
+                .into_paginator()
+                .send()
+                .try_collect()
+                .await
+                .map_err(|e| classify("ListSecrets", e))
+        })
+        .await?;
+        Ok(list
+            .iter()
+            .flat_map(|page| page.secret_list())
+            .filter_map(|s| {
+                let tags = tag_map(s.tags());
+                // The filters match any tag key and any tag value: check the pair.
+                let ours = tags.get(TAG_EMPLOYEE_ID).map(String::as_str) == Some(employee_id)
+                    && tags.get(TAG_MANAGED_BY).map(String::as_str) == Some(MANAGED_BY);
+                let name = s.name()?;
+                (ours && name.starts_with(prefix)).then(|| (name.to_owned(), tags))
+            })
+            .collect())
+    }
+
+    pub async fn tag(
         &self,
         name: &str,
-        doc: &SecretDoc,
         tags: &[(String, String)],
         b: &Budget,
-    ) -> Result<Vec<&'static str>, AwsError> {
-        match self.create(name, doc, tags, b).await {
-            Ok(()) => Ok(vec!["CreateSecret"]),
-            Err(e) if matches!(e.kind, ErrorKind::AlreadyExists | ErrorKind::InvalidState) => {
-                let mut made = Vec::new();
-                if self.is_scheduled(name, b).await? {
-                    self.restore(name, b).await?;
-                    made.push("RestoreSecret");
-                }
-                self.put(name, doc, b).await?;
-                made.push("PutSecretValue");
-                Ok(made)
-            }
-            Err(e) => Err(e),
-        }
+    ) -> Result<(), AwsError> {
+        let tags = to_tags(tags);
+        op!(
+            b,
+            "TagResource",
+            self.client
+                .tag_resource()
+                .secret_id(name)
+                .set_tags(Some(tags.clone()))
+        )
+        .await
+        .map(drop)
+    }
+
+    pub async fn untag(&self, name: &str, keys: &[String], b: &Budget) -> Result<(), AwsError> {
+        op!(
+            b,
+            "UntagResource",
+            self.client
+                .untag_resource()
+                .secret_id(name)
+                .set_tag_keys(Some(keys.to_vec()))
+        )
+        .await
+        .map(drop)
     }
 
     pub async fn create(
@@ -98,10 +181,7 @@ impl Secrets {
         tags: &[(String, String)],
         b: &Budget,
     ) -> Result<(), AwsError> {
-        let tags: Vec<Tag> = tags
-            .iter()
-            .map(|(k, v)| Tag::builder().key(k).value(v).build())
-            .collect();
+        let tags = to_tags(tags);
         let body = doc.to_json();
         // The SDK fills ClientRequestToken, so a retried create is idempotent.
         op!(
