@@ -282,7 +282,9 @@ impl Provisioner {
         b: Budget,
         log: &ActionLog,
     ) -> Report {
-        match self.converge(ev, function_arn, b, log).await {
+        // Boxed: the state machine of a record is large, and test threads have small
+        // stacks.
+        match Box::pin(self.converge(ev, function_arn, b, log)).await {
             Ok(r) => r,
             Err(e) => Report::new(Outcome::Failed, Some(e.to_string())),
         }
@@ -319,7 +321,7 @@ impl Provisioner {
             (false, _) => ReadDepth::Joiner,
         };
         let ((signin_url, rules), mut first) =
-            futures::try_join!(per_container, self.read(ev, depth, &b))?;
+            futures::try_join!(Box::pin(per_container), Box::pin(self.read(ev, depth, &b)))?;
         let (rule, granted) = match rules {
             Some(Ok(r)) => r,
             Some(Err(why)) => return Ok(Report::new(Outcome::Rejected, Some(why))),
@@ -327,7 +329,7 @@ impl Provisioner {
         };
         let moved = self.locate(ev, &first.0, &b).await?;
         if let Some(other) = &moved {
-            let alt = self.read(other, depth, &b).await?;
+            let alt = Box::pin(self.read(other, depth, &b)).await?;
             if matches!(alt.0.lookup, Lookup::Found(_)) || alt.0.secret_meta.is_some() {
                 first = alt;
             }
@@ -353,7 +355,7 @@ impl Provisioner {
         loop {
             let (state, doc) = match read.take() {
                 Some(r) => r,
-                None => self.read(ev, depth, &b).await?,
+                None => Box::pin(self.read(ev, depth, &b)).await?,
             };
             let (p, then_read) = match plan(ev, &cx, &state) {
                 Verdict::Stale(why) => return Ok(report(Outcome::Stale, Some(why))),
@@ -401,7 +403,7 @@ impl Provisioner {
                     kept_key_created,
                 }),
             };
-            match applier.apply(&p).await {
+            match Box::pin(applier.apply(&p)).await {
                 Ok(()) if then_read => depth = ReadDepth::Leaver,
                 Ok(()) => {
                     return Ok(match p.fail_after {

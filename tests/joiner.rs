@@ -7,9 +7,6 @@ use std::sync::Arc;
 
 use common::*;
 
-const T1: &str = "2026-11-22T09:00:00Z";
-const T2: &str = "2026-11-23T09:00:00Z";
-
 fn actions(audit: &serde_json::Value) -> Vec<String> {
     audit["actions"]
         .as_array()
@@ -27,7 +24,7 @@ async fn fresh_joiner_gets_user_groups_credentials_secret_and_one_mail() {
     let p = moto.provisioner(&[]).await;
     let resp = run(
         &p,
-        sqs(&[("m1", &joined("ev-1", T1, "jane.doe", "engineering"), None)]),
+        sqs(&[("m1", &joined("ev-1", t1(), "jane.doe", "engineering"), None)]),
     )
     .await;
     assert!(failures(&resp).is_empty(), "{resp:?}");
@@ -42,9 +39,9 @@ async fn fresh_joiner_gets_user_groups_credentials_secret_and_one_mail() {
         ("hr:employee-id", "E-jane.doe"),
         ("hr:managed-by", "hr-provisioner"),
         ("hr:status", "active"),
-        ("hr:last-event-at", T1),
+        ("hr:last-event-at", t1()),
         ("hr:last-event-id", "ev-1"),
-        ("hr:welcome-event", "ev-1"),
+        ("hr:welcome", "sent:ev-1"),
     ] {
         assert_eq!(s.tag(k), Some(v), "tag {k}");
     }
@@ -129,7 +126,7 @@ async fn duplicates_in_one_batch_and_redelivery_give_one_of_everything() {
     moto.seed().await;
     let (logs, _g) = Logs::capture();
     let p = moto.provisioner(&[]).await;
-    let b = joined("ev-1", T1, "dup.user", "engineering");
+    let b = joined("ev-1", t1(), "dup.user", "engineering");
     let resp = run(
         &p,
         sqs(&[("m1", &b, None), ("m2", &b, None), ("m3", &b, None)]),
@@ -162,7 +159,7 @@ async fn duplicates_in_one_batch_and_redelivery_give_one_of_everything() {
 #[tokio::test]
 async fn crash_after_each_change_then_redelivery_converges() {
     let moto = Moto::start();
-    let b = joined("ev-1", T1, "crash.user", "engineering");
+    let b = joined("ev-1", t1(), "crash.user", "engineering");
     let mut k = 1;
     loop {
         moto.reset();
@@ -200,7 +197,7 @@ async fn crash_after_each_change_then_redelivery_converges() {
             secret["password"].as_str(),
             "k={k}: the live password is the stored one"
         );
-        assert_eq!(s.tag("hr:welcome-event"), Some("ev-1"));
+        assert_eq!(s.tag("hr:welcome"), Some("sent:ev-1"));
         let mails = moto.mails().len();
         // Only a crash between SendEmail and recording it repeats the mail.
         assert!(mails == 1 || (mails == 2 && k == 7), "k={k}: {mails} mails");
@@ -219,10 +216,10 @@ async fn hostile_records_are_rejected_alone_without_any_aws_change() {
     moto.seed().await;
     let (logs, _g) = Logs::capture();
     let p = moto.provisioner(&[]).await;
-    let good = joined("ev-ok", T1, "good.user", "sales");
-    let long_name = joined("ev-2", T1, &"a".repeat(65), "sales");
-    let lookalike = joined("ev-3", T1, "j\u{0430}ne", "sales");
-    let path = joined("ev-4", T1, "../admin", "sales");
+    let good = joined("ev-ok", t1(), "good.user", "sales");
+    let long_name = joined("ev-2", t1(), &"a".repeat(65), "sales");
+    let lookalike = joined("ev-3", t1(), "j\u{0430}ne", "sales");
+    let path = joined("ev-4", t1(), "../admin", "sales");
     let huge = format!(r#"{{"pad":"{}"}}"#, "x".repeat(1_000_000));
     let unknown = good
         .replace("employee.joined", "employee.promoted")
@@ -348,13 +345,13 @@ async fn someone_elses_user_is_never_taken_over() {
     let resp = run(
         &p,
         sqs(&[
-            ("m1", &joined("e1", T1, "case.clash", "engineering"), None),
-            ("m2", &joined("e2", T1, "plain.user", "engineering"), None),
-            ("m3", &joined("e3", T1, "admin.user", "engineering"), None),
-            ("m4", &joined("e4", T1, "other.emp", "engineering"), None),
-            ("m5", &left("e5", T2, "plain.user"), None),
-            ("m6", &left("e6", T2, "admin.user"), None),
-            ("m7", &left("e7", T2, "case.clash"), None),
+            ("m1", &joined("e1", t1(), "case.clash", "engineering"), None),
+            ("m2", &joined("e2", t1(), "plain.user", "engineering"), None),
+            ("m3", &joined("e3", t1(), "admin.user", "engineering"), None),
+            ("m4", &joined("e4", t1(), "other.emp", "engineering"), None),
+            ("m5", &left("e5", t2(), "plain.user"), None),
+            ("m6", &left("e6", t2(), "admin.user"), None),
+            ("m7", &left("e7", t2(), "case.clash"), None),
         ]),
     )
     .await;
@@ -383,7 +380,7 @@ async fn stale_events_change_nothing_and_succeed() {
     let p = moto.provisioner(&[]).await;
     run(
         &p,
-        sqs(&[("m1", &joined("new", T2, "late.user", "sales"), None)]),
+        sqs(&[("m1", &joined("new", t2(), "late.user", "sales"), None)]),
     )
     .await;
     let sdk = moto.sdk().await;
@@ -391,8 +388,8 @@ async fn stale_events_change_nothing_and_succeed() {
     let resp = run(
         &p,
         sqs(&[
-            ("m2", &joined("old", T1, "late.user", "sales"), None),
-            ("m3", &left("older-left", T1, "late.user"), None),
+            ("m2", &joined("old", t1(), "late.user", "sales"), None),
+            ("m3", &left("older-left", t1(), "late.user"), None),
         ]),
     )
     .await;
@@ -410,7 +407,7 @@ async fn dry_run_plans_and_changes_nothing() {
     let p = moto.provisioner(&[("DRY_RUN", "true")]).await;
     let resp = run(
         &p,
-        sqs(&[("m1", &joined("e1", T1, "dry.user", "engineering"), None)]),
+        sqs(&[("m1", &joined("e1", t1(), "dry.user", "engineering"), None)]),
     )
     .await;
     assert!(failures(&resp).is_empty());
@@ -431,9 +428,17 @@ async fn fifo_group_stops_at_its_first_failure() {
     let resp = run(
         &p,
         sqs(&[
-            ("a1", "garbage", Some("g-a")),
-            ("a2", &joined("e2", T1, "fifo.a", "sales"), Some("g-a")),
-            ("b1", &joined("e3", T1, "fifo.b", "sales"), Some("g-b")),
+            ("a1", "garbage", Some("E-fifo.a")),
+            (
+                "a2",
+                &joined("e2", t1(), "fifo.a", "sales"),
+                Some("E-fifo.a"),
+            ),
+            (
+                "b1",
+                &joined("e3", t1(), "fifo.b", "sales"),
+                Some("E-fifo.b"),
+            ),
         ]),
     )
     .await;
@@ -465,7 +470,7 @@ async fn signin_url_uses_the_account_alias_when_there_is_one() {
     let p = moto.provisioner(&[]).await;
     run(
         &p,
-        sqs(&[("m1", &joined("e1", T1, "alias.user", "sales"), None)]),
+        sqs(&[("m1", &joined("e1", t1(), "alias.user", "sales"), None)]),
     )
     .await;
     let s = snapshot(&moto.sdk().await, "alias.user").await;
@@ -485,7 +490,7 @@ async fn a_batch_of_joiners_leaks_no_credential_anywhere() {
     let (logs, _g) = Logs::capture();
     let p = moto.provisioner(&[]).await;
     let bodies: Vec<String> = (0..10)
-        .map(|i| joined(&format!("e{i}"), T1, &format!("user{i}"), "engineering"))
+        .map(|i| joined(&format!("e{i}"), t1(), &format!("user{i}"), "engineering"))
         .collect();
     let recs: Vec<(String, &str)> = bodies
         .iter()
@@ -552,7 +557,7 @@ async fn custom_path_prefix_kms_key_boundary_and_managed_policies_are_used() {
         .await;
     let resp = run(
         &p,
-        sqs(&[("m1", &joined("e1", T1, "custom.cfg", "finance"), None)]),
+        sqs(&[("m1", &joined("e1", t1(), "custom.cfg", "finance"), None)]),
     )
     .await;
     assert!(failures(&resp).is_empty(), "{resp:?} {}", logs.text());
@@ -599,7 +604,7 @@ async fn custom_path_prefix_kms_key_boundary_and_managed_policies_are_used() {
         .send()
         .await
         .unwrap();
-    let resp = run(&p, sqs(&[("m2", &left("e2", T2, "outside.path"), None)])).await;
+    let resp = run(&p, sqs(&[("m2", &left("e2", t2(), "outside.path"), None)])).await;
     assert_eq!(failures(&resp), ["m2"]);
 }
 
@@ -617,7 +622,7 @@ async fn unstored_password_is_reset_and_unstored_key_replaced() {
     let p = moto.provisioner(&[]).await;
     run(
         &p,
-        sqs(&[("m1", &joined("e1", T1, "drift.user", "engineering"), None)]),
+        sqs(&[("m1", &joined("e1", t1(), "drift.user", "engineering"), None)]),
     )
     .await;
     let sm = aws_sdk_secretsmanager::Client::new(&sdk);
@@ -633,7 +638,7 @@ async fn unstored_password_is_reset_and_unstored_key_replaced() {
     let (logs, _g) = Logs::capture();
     let resp = run(
         &p,
-        sqs(&[("m2", &joined("e2", T2, "drift.user", "engineering"), None)]),
+        sqs(&[("m2", &joined("e2", t2(), "drift.user", "engineering"), None)]),
     )
     .await;
     assert!(failures(&resp).is_empty());

@@ -8,10 +8,6 @@ use std::sync::Arc;
 use aws_config::SdkConfig;
 use common::*;
 
-const T1: &str = "2026-11-22T09:00:00Z";
-const T2: &str = "2026-11-23T09:00:00Z";
-const T3: &str = "2026-11-24T09:00:00Z";
-
 /// Gives a joined user one of everything a leaver must remove.
 async fn attach_everything(sdk: &SdkConfig, user: &str) -> String {
     let iam = aws_sdk_iam::Client::new(sdk);
@@ -107,12 +103,12 @@ async fn disable_removes_everything_and_keeps_the_user() {
     let p = moto.provisioner(&[]).await;
     run(
         &p,
-        sqs(&[("j", &joined("j1", T1, "leo.full", "engineering"), None)]),
+        sqs(&[("j", &joined("j1", t1(), "leo.full", "engineering"), None)]),
     )
     .await;
     attach_everything(&sdk, "leo.full").await;
     let (logs, _g) = Logs::capture();
-    let resp = run(&p, sqs(&[("l", &left("l1", T2, "leo.full"), None)])).await;
+    let resp = run(&p, sqs(&[("l", &left("l1", t2(), "leo.full"), None)])).await;
     assert!(failures(&resp).is_empty(), "{resp:?}");
     let s = snapshot(&sdk, "leo.full").await;
     assert!(s.exists);
@@ -163,7 +159,7 @@ async fn disable_removes_everything_and_keeps_the_user() {
 
     // A duplicate leaver is unchanged.
     logs.clear();
-    run(&p, sqs(&[("l", &left("l1", T2, "leo.full"), None)])).await;
+    run(&p, sqs(&[("l", &left("l1", t2(), "leo.full"), None)])).await;
     assert_eq!(logs.audits()[0]["outcome"], "unchanged");
 }
 
@@ -175,12 +171,12 @@ async fn delete_removes_the_user_and_its_virtual_mfa_device() {
     let p = moto.provisioner(&[("LEAVER_ACTION", "delete")]).await;
     run(
         &p,
-        sqs(&[("j", &joined("j1", T1, "del.full", "engineering"), None)]),
+        sqs(&[("j", &joined("j1", t1(), "del.full", "engineering"), None)]),
     )
     .await;
     attach_everything(&sdk, "del.full").await;
     let (logs, g) = Logs::capture();
-    let resp = run(&p, sqs(&[("l", &left("l1", T2, "del.full"), None)])).await;
+    let resp = run(&p, sqs(&[("l", &left("l1", t2(), "del.full"), None)])).await;
     assert!(failures(&resp).is_empty(), "{resp:?}");
     let acts = logs.audits()[0]["actions"].clone();
     println!(
@@ -195,7 +191,7 @@ async fn delete_removes_the_user_and_its_virtual_mfa_device() {
     assert!(virtual_devices(&sdk).await.is_empty());
     // Redelivery: the user is gone, nothing to do.
     let (logs, _g) = Logs::capture();
-    let resp = run(&p, sqs(&[("l", &left("l1", T2, "del.full"), None)])).await;
+    let resp = run(&p, sqs(&[("l", &left("l1", t2(), "del.full"), None)])).await;
     assert!(failures(&resp).is_empty());
     assert_eq!(logs.audits()[0]["outcome"], "unchanged");
 }
@@ -206,7 +202,7 @@ async fn leaver_for_an_unknown_user_is_unchanged() {
     moto.seed().await;
     let (logs, _g) = Logs::capture();
     let p = moto.provisioner(&[]).await;
-    let resp = run(&p, sqs(&[("l", &left("l1", T2, "nobody.here"), None)])).await;
+    let resp = run(&p, sqs(&[("l", &left("l1", t2(), "nobody.here"), None)])).await;
     assert!(failures(&resp).is_empty());
     assert_eq!(logs.audits()[0]["outcome"], "unchanged");
 }
@@ -224,13 +220,17 @@ async fn leaver_crash_after_each_change_then_redelivery_converges() {
             let p = moto.provisioner(&env).await;
             run(
                 &p,
-                sqs(&[("j", &joined("j1", T1, "crash.leaver", "engineering"), None)]),
+                sqs(&[(
+                    "j",
+                    &joined("j1", t1(), "crash.leaver", "engineering"),
+                    None,
+                )]),
             )
             .await;
             attach_everything(&sdk, "crash.leaver").await;
             let faults = Arc::new(CrashAfter::new(k));
             let crashing = moto.provisioner(&env).await.with_faults(faults.clone());
-            let b = left("l1", T2, "crash.leaver");
+            let b = left("l1", t2(), "crash.leaver");
             let resp = run(&crashing, sqs(&[("l", &b, None)])).await;
             if faults.seen.load(Ordering::SeqCst) < k {
                 assert!(failures(&resp).is_empty());
@@ -267,16 +267,16 @@ async fn rehire_gets_fresh_credentials_matching_the_restored_secret() {
     let p = moto.provisioner(&[]).await;
     run(
         &p,
-        sqs(&[("j", &joined("j1", T1, "re.hire", "engineering"), None)]),
+        sqs(&[("j", &joined("j1", t1(), "re.hire", "engineering"), None)]),
     )
     .await;
     let first = snapshot(&sdk, "re.hire").await;
     let first_password = moto.live_password("re.hire");
-    run(&p, sqs(&[("l", &left("l1", T2, "re.hire"), None)])).await;
+    run(&p, sqs(&[("l", &left("l1", t2(), "re.hire"), None)])).await;
     let (logs, _g) = Logs::capture();
     let resp = run(
         &p,
-        sqs(&[("r", &joined("j2", T3, "re.hire", "engineering"), None)]),
+        sqs(&[("r", &joined("j2", t3(), "re.hire", "engineering"), None)]),
     )
     .await;
     assert!(failures(&resp).is_empty());
@@ -297,7 +297,7 @@ async fn rehire_gets_fresh_credentials_matching_the_restored_secret() {
     assert_eq!(moto.mails().len(), 2, "a rehire sends the mail again");
     // A stale leaver after the rehire changes nothing.
     logs.clear();
-    let resp = run(&p, sqs(&[("l", &left("l1", T2, "re.hire"), None)])).await;
+    let resp = run(&p, sqs(&[("l", &left("l1", t2(), "re.hire"), None)])).await;
     assert!(failures(&resp).is_empty());
     assert_eq!(logs.audits()[0]["outcome"], "stale");
     assert_eq!(snapshot(&sdk, "re.hire").await, s);
@@ -311,13 +311,13 @@ async fn rehire_after_delete_recreates_the_user_and_restores_the_secret() {
     let p = moto.provisioner(&[("LEAVER_ACTION", "delete")]).await;
     run(
         &p,
-        sqs(&[("j", &joined("j1", T1, "back.again", "sales"), None)]),
+        sqs(&[("j", &joined("j1", t1(), "back.again", "sales"), None)]),
     )
     .await;
-    run(&p, sqs(&[("l", &left("l1", T2, "back.again"), None)])).await;
+    run(&p, sqs(&[("l", &left("l1", t2(), "back.again"), None)])).await;
     let resp = run(
         &p,
-        sqs(&[("r", &joined("j2", T3, "back.again", "sales"), None)]),
+        sqs(&[("r", &joined("j2", t3(), "back.again", "sales"), None)]),
     )
     .await;
     assert!(failures(&resp).is_empty(), "{resp:?}");
@@ -337,8 +337,8 @@ async fn leaver_before_its_joiner_in_one_batch_still_ends_retired() {
     let resp = run(
         &p,
         sqs(&[
-            ("l", &left("l1", T2, "swap.order"), None),
-            ("j", &joined("j1", T1, "swap.order", "sales"), None),
+            ("l", &left("l1", t2(), "swap.order"), None),
+            ("j", &joined("j1", t1(), "swap.order", "sales"), None),
         ]),
     )
     .await;

@@ -61,11 +61,19 @@ fn provisioner(iam: Iam, sm: Sm, ses: Ses, env: &[(&str, &str)]) -> Provisioner 
     Provisioner::new(config, services)
 }
 
+/// An hour ago: inside the function's time window whenever the tests run.
+fn recent() -> String {
+    let t = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
 fn event(kind: &str) -> SqsEvent {
+    let at = recent();
     let mut m = SqsMessage::default();
     m.message_id = Some("m1".into());
     m.body = Some(format!(
-        r#"{{"event_id":"e1","event_type":"employee.{kind}","occurred_at":"2026-11-22T09:00:00Z",
+        r#"{{"event_id":"e1","event_type":"employee.{kind}","occurred_at":"{at}",
             "employee":{{"employee_id":"E1","email":"jane.doe@example.com"}}}}"#
     ));
     let mut ev = SqsEvent::default();
@@ -376,11 +384,12 @@ async fn a_panicking_record_fails_alone() {
         client!(aws_sdk_sesv2, &[] as &[&Rule]),
         &[("SIGNIN_URL", "https://x.signin.aws.amazon.com/console")],
     );
+    let at = recent();
     let rec = |id: &str, user: &str| {
         let mut m = SqsMessage::default();
         m.message_id = Some(id.into());
         m.body = Some(format!(
-            r#"{{"event_id":"e-{id}","event_type":"employee.left","occurred_at":"2026-11-22T09:00:00Z",
+            r#"{{"event_id":"e-{id}","event_type":"employee.left","occurred_at":"{at}",
                 "employee":{{"employee_id":"E9","username":"{user}"}}}}"#
         ));
         m

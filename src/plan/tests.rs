@@ -65,14 +65,29 @@ struct SimSecret {
     key: Option<String>,
     pending: bool,
     user_name: String,
+    tags: BTreeMap<String, String>,
 }
 
 impl World {
     fn state(&self) -> UserState {
+        let secret_meta = self.secret.as_ref().map(|s| SecretMeta {
+            tags: s.tags.clone(),
+            scheduled: s.scheduled,
+            ..SecretMeta::default()
+        });
         let Some(u) = &self.user else {
-            return UserState::absent();
+            return UserState {
+                secret: match &self.secret {
+                    None => SecretState::Absent,
+                    Some(s) if s.scheduled => SecretState::Scheduled,
+                    Some(_) => SecretState::Present(SecretView::default()),
+                },
+                secret_meta,
+                ..UserState::absent()
+            };
         };
         UserState {
+            secret_meta,
             lookup: Lookup::Found(u.clone()),
             attachments: Attachments {
                 groups: self.groups.clone(),
@@ -126,6 +141,30 @@ impl World {
                     u.tags.insert(k.clone(), v.clone());
                 }
             }
+            Step::UntagUser { keys } => {
+                let u = self.user.as_mut().unwrap();
+                for k in keys {
+                    u.tags.remove(k);
+                }
+            }
+            Step::TagSecret { tags } => {
+                let s = self.secret.as_mut().unwrap();
+                assert!(
+                    !s.scheduled,
+                    "tags of a secret pending deletion cannot change"
+                );
+                s.tags.extend(tags.iter().cloned());
+            }
+            Step::UntagSecret { keys } => {
+                let s = self.secret.as_mut().unwrap();
+                assert!(
+                    !s.scheduled,
+                    "tags of a secret pending deletion cannot change"
+                );
+                for k in keys {
+                    s.tags.remove(k);
+                }
+            }
             Step::PutBoundary { arn } => {
                 self.user.as_mut().unwrap().boundary_arn = Some(arn.clone())
             }
@@ -175,12 +214,22 @@ impl World {
                     Cred::Drop => None,
                     Cred::New => Some(run.key.clone().expect("key created in this run")),
                 };
+                let (ev, cfg) = run.ctx.as_ref().unwrap();
+                let mut tags = old.tags.clone();
+                tags.remove(TAG_ACCESS_KEY_ID);
+                tags.extend(secret_tags(
+                    ev,
+                    "jane.doe",
+                    secret_status(ev, cfg),
+                    key.as_deref().map(|k| (k, "2026-01-01T00:00:00Z")),
+                ));
                 self.secret = Some(SimSecret {
                     scheduled: false,
                     password,
                     key,
                     pending: w.password_pending,
                     user_name: "jane.doe".into(),
+                    tags,
                 });
             }
             Step::CreateLoginProfile => {
@@ -203,7 +252,7 @@ impl World {
             Step::DeleteSshKey { id } => self.ssh.retain(|s| s != id),
             Step::DeleteSigningCert { .. } | Step::DeleteServiceCredential { .. } => {}
             Step::ScheduleSecretDeletion { .. } => self.secret.as_mut().unwrap().scheduled = true,
-            Step::SendWelcome => self.mails += 1,
+            Step::SendWelcome { .. } => self.mails += 1,
             Step::DeleteUser => {
                 assert!(
                     self.groups.is_empty() && self.policies.is_empty() && self.inline.is_empty()
@@ -217,7 +266,7 @@ impl World {
     /// What a redelivery sees after a crash: SecretHow::Restore must come first.
     fn restore_if(&mut self, step: &Step) {
         if let Step::WriteSecret(w) = step {
-            if matches!(w.how, SecretHow::Restore | SecretHow::CreateOrReplace) {
+            if w.how == SecretHow::Restore {
                 if let Some(s) = &mut self.secret {
                     s.scheduled = false;
                 }
@@ -228,14 +277,19 @@ impl World {
     /// Runs `ev` to the end, or stops after `crash_after` steps. Returns the verdict.
     fn run(&mut self, ev: &HrEvent, cfg: &Config, crash_after: Option<usize>) -> Verdict {
         let rule = cfg.rules.for_department(ev.employee.department.as_deref());
+        let granted = Granted::of(cfg.rules.all());
         let cx = Context {
             config: cfg,
             rule,
+            granted: &granted,
             signin_url: URL,
         };
         let verdict = plan(ev, &cx, &self.state());
         if let Verdict::Apply(p) = &verdict {
-            let mut vault = RunVault::default();
+            let mut vault = RunVault {
+                ctx: Some((ev.clone(), cfg.clone())),
+                ..RunVault::default()
+            };
             for (i, step) in p.steps().enumerate() {
                 if crash_after == Some(i) {
                     break;
@@ -287,6 +341,7 @@ impl World {
 struct RunVault {
     password: Option<u32>,
     key: Option<String>,
+    ctx: Option<(HrEvent, Config)>,
 }
 
 fn steps(v: &Verdict) -> Vec<String> {
@@ -309,6 +364,7 @@ fn found(tags: &[(&str, &str)], path: &str, name: &str) -> UserState {
         }),
         attachments: Attachments::default(),
         secret: SecretState::Absent,
+        secret_meta: None,
     }
 }
 
@@ -319,6 +375,7 @@ fn verdict(ev: &HrEvent, cfg: &Config, state: &UserState) -> Verdict {
         &Context {
             config: cfg,
             rule,
+            granted: &Granted::of(cfg.rules.all()),
             signin_url: URL,
         },
         state,
@@ -672,4 +729,395 @@ fn leaver_disable_plan_puts_deny_first() {
     assert_eq!(p[1], format!("PutUserPolicy:{DENY_ALL_POLICY}"));
     assert_eq!(p.last().unwrap(), "DeleteSecret");
     assert!(!p.contains(&"DeleteUser".to_owned()));
+}
+
+// ---- Hardening and movers ----
+
+fn mover_config() -> Config {
+    let mut c = config(LeaverAction::Disable);
+    c.rules = Rules::parse(
+        r#"{"default":{"groups":["staff"],"console":true},
+            "departments":{
+              "engineering":{"groups":["developers","staff"],"console":true,"access_key":true},
+              "sales":{"groups":["sales"],"console":true,"access_key":false},
+              "robots":{"groups":["bots"],"console":false,"access_key":true},
+              "vendors":{"groups":[],"console":false,"access_key":false}}}"#,
+    )
+    .unwrap();
+    c
+}
+
+fn changed(id: &str, at: &str, dept: &str) -> HrEvent {
+    event("changed", id, at, dept)
+}
+
+fn rule_groups(cfg: &Config, dept: &str) -> BTreeSet<String> {
+    cfg.rules
+        .for_department(Some(dept))
+        .groups
+        .iter()
+        .cloned()
+        .collect()
+}
+
+/// Every transition between four rules covering each combination of console and
+/// key, with a hand-granted group, and a crash after every step then redelivery:
+/// the user ends exactly on the new rule, hand grants kept, the secret holding
+/// exactly the live credentials, and a mail only when console access is new.
+#[test]
+fn movers_converge_between_every_pair_of_rules_with_crashes_everywhere() {
+    let cfg = mover_config();
+    let depts = ["engineering", "sales", "robots", "vendors"];
+    for from in depts {
+        for to in depts {
+            let mut base = World::default();
+            base.run(&event("joined", "j1", T1, from), &cfg, None);
+            base.groups.insert("hand-made".into());
+            let mails_before = base.mails;
+            let mv = changed("c1", T2, to);
+            let total = match base.clone().run(&mv, &cfg, None) {
+                Verdict::Apply(p) => p.steps().count(),
+                _ => 0,
+            };
+            for crash in (0..total).map(Some).chain([None]) {
+                let mut w = base.clone();
+                w.run(&mv, &cfg, crash);
+                w.run(&mv, &cfg, None);
+                let rule = cfg.rules.for_department(Some(to));
+                let mut want = rule_groups(&cfg, to);
+                want.insert("hand-made".into());
+                assert_eq!(w.groups, want, "{from}->{to} crash {crash:?}");
+                let s = w.secret.as_ref().unwrap();
+                assert_eq!(w.profile.is_some(), rule.console, "{from}->{to} {crash:?}");
+                assert_eq!(w.profile, s.password, "{from}->{to} {crash:?}");
+                assert_eq!(w.keys.len(), usize::from(rule.access_key), "{from}->{to}");
+                assert_eq!(w.keys, s.key.iter().cloned().collect::<Vec<_>>());
+                assert_eq!(
+                    s.tags.get(TAG_ACCESS_KEY_ID),
+                    s.key.as_ref(),
+                    "{from}->{to}"
+                );
+                assert_eq!(
+                    s.tags.get(TAG_LAST_EVENT_ID).map(String::as_str),
+                    Some("c1")
+                );
+                let u = w.user.as_ref().unwrap();
+                assert_eq!(u.tag("hr:department"), Some(to));
+                assert_eq!(u.tag(TAG_LAST_EVENT_ID), Some("c1"));
+                let had_console = cfg.rules.for_department(Some(from)).console;
+                let new_mail = u32::from(rule.console && !had_console);
+                assert!(
+                    w.mails - mails_before >= new_mail && w.mails - mails_before <= new_mail + 1,
+                    "{from}->{to} crash {crash:?}: {} mails",
+                    w.mails - mails_before
+                );
+                if crash.is_none() {
+                    assert_eq!(w.mails - mails_before, new_mail, "{from}->{to}");
+                }
+                // A redelivery of the finished move changes nothing.
+                assert!(
+                    matches!(w.run(&mv, &cfg, None), Verdict::Unchanged(_)),
+                    "{from}->{to}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn repeated_joined_with_a_new_event_id_converges_without_a_second_mail() {
+    let cfg = config(LeaverAction::Disable);
+    let mut w = World::default();
+    w.run(&joined("j1", T1), &cfg, None);
+    assert_eq!(w.mails, 1);
+    let v = w.run(&joined("j2", T2), &cfg, None);
+    assert_eq!(w.mails, 1, "{v:?}");
+    assert_eq!(w.user.as_ref().unwrap().tag(TAG_LAST_EVENT_ID), Some("j2"));
+}
+
+#[test]
+fn changed_for_a_missing_or_retired_user() {
+    let cfg = mover_config();
+    let v = verdict(&changed("c1", T2, "sales"), &cfg, &UserState::absent());
+    assert!(
+        matches!(v, Verdict::Failed(ref why) if why.contains("joined")),
+        "{v:?}"
+    );
+    let mut w = World::default();
+    w.run(&joined("j1", T1), &cfg, None);
+    w.run(&left("l1", T2), &cfg, None);
+    let v = w.run(&changed("c1", T3, "sales"), &cfg, None);
+    assert!(
+        matches!(v, Verdict::Unchanged(ref why) if why.contains("retired")),
+        "{v:?}"
+    );
+}
+
+#[test]
+fn a_deleted_users_tombstone_makes_older_events_stale() {
+    let cfg = config(LeaverAction::Delete);
+    let mut w = World::default();
+    w.run(&joined("j1", T1), &cfg, None);
+    w.run(&left("l1", T3), &cfg, None);
+    assert!(w.user.is_none());
+    let s = w.secret.as_ref().unwrap();
+    assert!(s.scheduled);
+    assert_eq!(
+        s.tags.get(TAG_STATUS).map(String::as_str),
+        Some(STATUS_DELETED)
+    );
+    assert_eq!(
+        s.tags.get(TAG_LAST_EVENT_ID).map(String::as_str),
+        Some("l1")
+    );
+    assert!(!s.tags.contains_key(TAG_ACCESS_KEY_ID));
+    // The redriven older joiner recreates nothing.
+    let v = w.run(&joined("j1", T1), &cfg, None);
+    assert!(matches!(v, Verdict::Stale(_)), "{v:?}");
+    let v = w.run(&joined("j0", T2), &cfg, None);
+    assert!(matches!(v, Verdict::Stale(_)), "{v:?}");
+    assert!(w.user.is_none());
+    // A newer joiner rehires.
+    let v = w.run(&joined("j3", "2026-11-25T09:00:00Z"), &cfg, None);
+    assert!(matches!(v, Verdict::Apply(_)), "{v:?}");
+    w.check_joined(true);
+}
+
+fn foreign(meta: SecretMeta) -> UserState {
+    UserState {
+        secret: SecretState::Present(SecretView::default()),
+        secret_meta: Some(meta),
+        ..UserState::absent()
+    }
+}
+
+fn our_meta() -> SecretMeta {
+    SecretMeta {
+        tags: [
+            (TAG_MANAGED_BY.to_owned(), MANAGED_BY.to_owned()),
+            (TAG_EMPLOYEE_ID.to_owned(), "E1".to_owned()),
+        ]
+        .into(),
+        ..SecretMeta::default()
+    }
+}
+
+#[test]
+fn a_squatted_secret_rejects_the_joiner_with_nothing_changed() {
+    let cfg = config(LeaverAction::Disable);
+    let mut untagged = our_meta();
+    untagged.tags.clear();
+    let mut other = our_meta();
+    other.tags.insert(TAG_EMPLOYEE_ID.into(), "E2".into());
+    let mut key = our_meta();
+    key.kms_key_id = Some("arn:aws:kms:us-east-1:999999999999:key/evil".into());
+    let mut policy = our_meta();
+    policy.has_policy = true;
+    for (meta, want) in [
+        (untagged, "not created by the provisioner"),
+        (other, "employee E2"),
+        (key, "KMS key"),
+        (policy, "resource policy"),
+    ] {
+        let v = verdict(&joined("j1", T1), &cfg, &foreign(meta.clone()));
+        assert!(
+            matches!(&v, Verdict::Rejected(why) if why.contains(want)),
+            "{v:?}"
+        );
+        let v = verdict(&changed("c1", T1, "sales"), &cfg, &foreign(meta));
+        assert!(!matches!(v, Verdict::Apply(_)), "{v:?}");
+    }
+    // Our own secret is fine.
+    assert!(matches!(
+        verdict(&joined("j1", T1), &cfg, &foreign(our_meta())),
+        Verdict::Apply(_)
+    ));
+}
+
+#[test]
+fn a_leaver_with_a_foreign_secret_is_cut_off_and_fails_leaving_the_secret_alone() {
+    let cfg = config(LeaverAction::Disable);
+    let mut w = World::default();
+    w.run(&joined("j1", T1), &cfg, None);
+    let mut state = w.state();
+    let mut meta = our_meta();
+    meta.has_policy = true;
+    state.secret_meta = Some(meta);
+    let v = verdict(&left("l1", T2), &cfg, &state);
+    let Verdict::Apply(p) = &v else {
+        panic!("{v:?}")
+    };
+    let names = p.action_names();
+    assert!(names.contains(&"PutUserPolicy:hr-provisioner-deny-all".to_owned()));
+    assert!(names.contains(&"DeleteLoginProfile".to_owned()));
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.contains("Secret") || n.contains("Resource")),
+        "{names:?}"
+    );
+    assert!(p
+        .fail_after
+        .as_deref()
+        .is_some_and(|w| w.contains("resource policy")));
+}
+
+#[test]
+fn a_leaver_is_cut_off_from_the_first_read_alone() {
+    let mut cfg = config(LeaverAction::Disable);
+    let mut w = World::default();
+    w.run(&joined("j1", T1), &cfg, None);
+    let mut state = w.state();
+    state.attachments = Attachments {
+        partial: true,
+        ..Attachments::default()
+    };
+    let v = verdict(&left("l1", T2), &cfg, &state);
+    let Verdict::ReadMore(p) = &v else {
+        panic!("{v:?}")
+    };
+    assert_eq!(
+        p.action_names(),
+        ["TagUser", "PutUserPolicy:hr-provisioner-deny-all"]
+    );
+    // With the stack's managed deny-all, no inline policy at all.
+    cfg.deny_policy_arn = Some("arn:aws:iam::123456789012:policy/deny".into());
+    let v = verdict(&left("l1", T2), &cfg, &state);
+    let Verdict::ReadMore(p) = &v else {
+        panic!("{v:?}")
+    };
+    assert_eq!(
+        p.action_names(),
+        [
+            "TagUser",
+            "AttachUserPolicy:arn:aws:iam::123456789012:policy/deny"
+        ]
+    );
+    // Already cut off: nothing before the reads.
+    state
+        .attachments
+        .attached_policies
+        .insert("arn:aws:iam::123456789012:policy/deny".into());
+    if let Lookup::Found(u) = &mut state.lookup {
+        u.tags.extend(desired_tags(&left("l1", T2), STATUS_RETIRED));
+    }
+    assert_eq!(
+        verdict(&left("l1", T2), &cfg, &state),
+        Verdict::ReadMore(Plan::default())
+    );
+}
+
+#[test]
+fn managed_deny_all_is_used_for_leavers_and_removed_on_rehire_and_delete() {
+    let arn = "arn:aws:iam::123456789012:policy/deny";
+    for action in [LeaverAction::Disable, LeaverAction::Delete] {
+        let mut cfg = config(action);
+        cfg.deny_policy_arn = Some(arn.into());
+        let mut w = World::default();
+        w.run(&joined("j1", T1), &cfg, None);
+        let v = w.run(&left("l1", T2), &cfg, None);
+        let names = steps(&v);
+        assert!(
+            names.contains(&format!("AttachUserPolicy:{arn}")),
+            "{names:?}"
+        );
+        assert!(
+            !names.iter().any(|n| n.starts_with("PutUserPolicy")),
+            "{names:?}"
+        );
+        if action == LeaverAction::Disable {
+            assert_eq!(w.policies, [arn.to_owned()].into());
+            w.run(&joined("j2", T3), &cfg, None);
+            assert!(w.policies.is_empty(), "{:?}", w.policies);
+            w.check_joined(true);
+        } else {
+            assert!(w.user.is_none());
+        }
+    }
+}
+
+#[test]
+fn copied_template_grants_are_part_of_the_rule_and_removed_on_a_move() {
+    let cfg = mover_config();
+    let mut eng = cfg.rules.for_department(Some("engineering")).clone();
+    eng.groups.push("from-template".into());
+    eng.managed_policies
+        .push("arn:aws:iam::aws:policy/ReadOnlyAccess".into());
+    let all: Vec<Rule> = cfg.rules.all().cloned().chain([eng.clone()]).collect();
+    let granted = Granted::of(&all);
+    let mut w = World::default();
+    let ev = event("joined", "j1", T1, "engineering");
+    let cx = Context {
+        config: &cfg,
+        rule: &eng,
+        granted: &granted,
+        signin_url: URL,
+    };
+    let Verdict::Apply(p) = plan(&ev, &cx, &w.state()) else {
+        panic!()
+    };
+    let mut vault = RunVault {
+        ctx: Some((ev.clone(), cfg.clone())),
+        ..RunVault::default()
+    };
+    for s in p.steps() {
+        w.apply(s, &mut vault);
+    }
+    assert!(w.groups.contains("from-template"));
+    assert!(w
+        .policies
+        .contains("arn:aws:iam::aws:policy/ReadOnlyAccess"));
+    let mv = changed("c1", T2, "sales");
+    let sales = cfg.rules.for_department(Some("sales"));
+    let cx = Context { rule: sales, ..cx };
+    let Verdict::Apply(p) = plan(&mv, &cx, &w.state()) else {
+        panic!()
+    };
+    let names = p.action_names();
+    assert!(
+        names.contains(&"RemoveUserFromGroup:from-template".to_owned()),
+        "{names:?}"
+    );
+    assert!(names.contains(&"DetachUserPolicy:arn:aws:iam::aws:policy/ReadOnlyAccess".to_owned()));
+}
+
+#[test]
+fn kms_keys_compare_by_id_arn_or_alias() {
+    let arn = "arn:aws:kms:us-east-1:123456789012:key/1234abcd";
+    assert!(same_kms_key(Some("1234abcd"), Some(arn)));
+    assert!(same_kms_key(Some(arn), Some(arn)));
+    assert!(same_kms_key(None, None));
+    assert!(same_kms_key(None, Some("alias/aws/secretsmanager")));
+    assert!(!same_kms_key(None, Some(arn)));
+    assert!(!same_kms_key(Some("1234abcd"), None));
+    assert!(!same_kms_key(
+        Some("1234abcd"),
+        Some("arn:aws:kms:us-east-1:1:key/other")
+    ));
+    assert!(same_kms_key(
+        Some("alias/hr"),
+        Some("arn:aws:kms:us-east-1:1:alias/hr")
+    ));
+    assert!(!same_kms_key(Some("alias/hr"), Some("alias/other")));
+}
+
+#[test]
+fn tags_follow_iams_real_pattern() {
+    assert!(tag_safe("Zoë Müller"));
+    assert!(tag_safe("jane.doe@example.com"));
+    assert!(tag_safe("R&D".replace('&', "and").as_str()));
+    // Combining marks and symbols IAM refuses are left out of tags, never sent.
+    assert!(!tag_safe("Zoe\u{0308}"));
+    assert!(!tag_safe("R&D"));
+    assert!(!tag_safe("a#b"));
+    assert!(!tag_safe(""));
+    assert!(!tag_safe(&"a".repeat(257)));
+    let ev = parse_body(
+        r#"{"event_id":"e","event_type":"employee.joined","occurred_at":"2026-11-22T09:00:00Z",
+            "employee":{"employee_id":"E1","email":"a@b.co","department":"R&D"}}"#,
+    )
+    .unwrap();
+    assert!(!desired_tags(&ev, STATUS_ACTIVE)
+        .iter()
+        .any(|(k, _)| k == TAG_DEPARTMENT));
 }

@@ -511,3 +511,35 @@ impl Faults for CrashAfter {
         self.seen.fetch_add(1, Ordering::SeqCst) + 1 == self.k
     }
 }
+
+/// Event times relative to the run (the function rejects events older than
+/// MAX_EVENT_AGE_DAYS or from the future): three days, two days and one day ago,
+/// the same all through one test binary.
+fn days_ago(days: i64) -> &'static str {
+    use std::sync::OnceLock;
+    use time::format_description::well_known::Rfc3339;
+    static BASE: OnceLock<time::OffsetDateTime> = OnceLock::new();
+    static TIMES: OnceLock<[String; 4]> = OnceLock::new();
+    let base = *BASE.get_or_init(|| {
+        let now = time::OffsetDateTime::now_utc();
+        now.replace_nanosecond(0).unwrap_or(now)
+    });
+    let times = TIMES.get_or_init(|| {
+        [0, 1, 2, 3].map(|d| {
+            (base - time::Duration::days(d))
+                .format(&Rfc3339)
+                .expect("formats")
+        })
+    });
+    &times[days as usize]
+}
+
+pub fn t1() -> &'static str {
+    days_ago(3)
+}
+pub fn t2() -> &'static str {
+    days_ago(2)
+}
+pub fn t3() -> &'static str {
+    days_ago(1)
+}
