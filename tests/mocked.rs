@@ -95,6 +95,11 @@ async fn run(p: &Provisioner, ev: SqsEvent) -> Vec<String> {
     .collect()
 }
 
+/// DescribeSecret: no secret under the name.
+fn no_secret() -> Rule {
+    mock!(Sm::describe_secret).then_http_response(|| json_error(400, "ResourceNotFoundException"))
+}
+
 macro_rules! client {
     ($krate:ident, $rules:expr) => {
         mock_client!($krate, RuleMode::MatchAny, $rules, |c| c
@@ -125,9 +130,12 @@ fn ok_everything_else() -> (Vec<Rule>, Vec<Rule>, Vec<Rule>) {
         mock!(Iam::tag_user)
             .then_output(|| aws_sdk_iam::operation::tag_user::TagUserOutput::builder().build()),
     ];
-    let sm = vec![mock!(Sm::create_secret).then_output(|| {
-        aws_sdk_secretsmanager::operation::create_secret::CreateSecretOutput::builder().build()
-    })];
+    let sm = vec![
+        mock!(Sm::create_secret).then_output(|| {
+            aws_sdk_secretsmanager::operation::create_secret::CreateSecretOutput::builder().build()
+        }),
+        no_secret(),
+    ];
     let ses = vec![mock!(Ses::send_email)
         .then_output(|| aws_sdk_sesv2::operation::send_email::SendEmailOutput::builder().build())];
     (iam, sm, ses)
@@ -197,7 +205,7 @@ async fn throttling_and_eventual_consistency_are_retried_to_success() {
     let iam_refs: Vec<&Rule> = iam_rules.iter().collect();
     let p = provisioner(
         client!(aws_sdk_iam, &iam_refs),
-        client!(aws_sdk_secretsmanager, &[&create_secret]),
+        client!(aws_sdk_secretsmanager, &[&create_secret, &no_secret()]),
         client!(aws_sdk_sesv2, &[&send]),
         &[],
     );
@@ -358,7 +366,7 @@ async fn delete_conflict_is_resolved_by_reading_again_and_removing_what_remains(
     let refs: Vec<&Rule> = rules.iter().collect();
     let p = provisioner(
         client!(aws_sdk_iam, &refs),
-        client!(aws_sdk_secretsmanager, &[&sm]),
+        client!(aws_sdk_secretsmanager, &[&sm, &no_secret()]),
         client!(aws_sdk_sesv2, &[] as &[&Rule]),
         &[("LEAVER_ACTION", "delete")],
     );
