@@ -1,6 +1,7 @@
 """Shared pieces of the benchmark and the fault suite: moto + the proxy on loopback,
 seeding, HR events, SQS batches, and the function as a real process under the
 runtime emulator. Run with the project's venv python (it has boto3)."""
+import datetime
 import json
 import os
 import socket
@@ -125,6 +126,15 @@ def function_env(endpoint, **extra):
 _seq = [0]
 
 
+def event_time(day):
+    """Day 22 is five days ago (09:00 UTC), day 23 four days ago, and so on: the
+    function rejects events older than MAX_EVENT_AGE_DAYS or from the future, so
+    the suite's events are stamped relative to the run."""
+    base = datetime.datetime.now(datetime.timezone.utc).replace(hour=9, minute=0, second=0, microsecond=0)
+    t = base - datetime.timedelta(days=5) + datetime.timedelta(days=day - 22)
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def hr_event(kind, n, dept="engineering", day=22, event_id=None):
     """kind: 'joined' | 'left'. The same n is the same employee."""
     _seq[0] += 1
@@ -132,7 +142,7 @@ def hr_event(kind, n, dept="engineering", day=22, event_id=None):
     body = {
         "event_id": event_id or f"{kind}-{n:04d}-{_seq[0]:06d}-{os.getpid()}",
         "event_type": f"employee.{kind}",
-        "occurred_at": f"2026-11-{day:02d}T09:00:00Z",
+        "occurred_at": event_time(day),
         "employee": {"employee_id": f"E{n:05d}", "email": f"{user}@example.com", "first_name": "Emp",
                      "last_name": f"N{n}", "department": dept, "manager_email": "lead@example.com",
                      "username": user},
