@@ -11,5 +11,7 @@ cargo test --locked --all-targets 2>&1
 # The function as a real process (Lambda Runtime API) under throttling, crashes,
 # duplicates; and a leak scan. Ends with "N passed, M failed".
 bash scripts/fault-suite.sh
+# The event schema against every sample, the contract's links and lists.
+bash scripts/check-docs.sh
 # cfn-lint, checkov, parliament and the template tests.
 bash scripts/check-infra.sh

@@ -266,8 +266,6 @@ impl Provisioner {
             tracing::warn!(event_id = %ev.event_id, employee_id = %ev.employee.employee_id, candidates = ?names,
                 "several secrets name a user for this employee; using the first");
         }
-        tracing::warn!(event_id = %ev.event_id, user_name = %name, name_rule = %ev.user_name,
-            "user found through its secret: the name rule gives another name; users are never renamed");
         Ok(Some(HrEvent {
             user_name: (*name).to_owned(),
             ..ev.clone()
@@ -327,17 +325,18 @@ impl Provisioner {
             Some(Err(why)) => return Ok(Report::new(Outcome::Rejected, Some(why))),
             None => (self.config.rules.default.clone(), Granted::default()),
         };
-        let moved = self.locate(ev, &first.0, &b).await?;
-        if let Some(other) = &moved {
-            let alt = Box::pin(self.read(other, depth, &b)).await?;
+        // The user the employee's secret names, when the name rule finds none of
+        // this employee's: acted on if it exists (or left a tombstone).
+        let mut acted_on = None;
+        if let Some(other) = self.locate(ev, &first.0, &b).await? {
+            let alt = Box::pin(self.read(&other, depth, &b)).await?;
             if matches!(alt.0.lookup, Lookup::Found(_)) || alt.0.secret_meta.is_some() {
+                tracing::warn!(event_id = %ev.event_id, user_name = %other.user_name, name_rule = %ev.user_name,
+                    "user found through its secret: the name rule gives another name; users are never renamed");
                 first = alt;
+                acted_on = Some(other);
             }
         }
-        let acted_on = moved.filter(|m| {
-            matches!(&first.0.lookup, Lookup::Found(u) if u.name == m.user_name)
-                || first.0.secret_meta.is_some() && !matches!(first.0.lookup, Lookup::Found(_))
-        });
         let ev = acted_on.as_ref().unwrap_or(ev);
         let report = |outcome, reason| {
             let mut r = Report::new(outcome, reason);
