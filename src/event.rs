@@ -874,10 +874,8 @@ mod tests {
         let dup_employee = r#"{"event_id":"a","event_type":"employee.joined","occurred_at":"2026-11-22T09:00:00Z","employee":{"employee_id":"E1","employee_id":"E2","email":"a@b.co"}}"#;
         assert!(rejected(dup_employee).reason.contains("duplicate field"));
         let inner = body(JANE);
-        let eb_dup = format!(
-            r#"{{"detail-type":"x","detail":{{"event_id":"a","event_id":"b","event_type":"employee.joined","occurred_at":"2026-11-22T09:00:00Z","employee":{{"employee_id":"E1","email":"a@b.co"}}}}}}"#
-        );
-        assert!(rejected(&eb_dup).reason.contains("duplicate field"));
+        let eb_dup = r#"{"detail-type":"x","detail":{"event_id":"a","event_id":"b","event_type":"employee.joined","occurred_at":"2026-11-22T09:00:00Z","employee":{"employee_id":"E1","email":"a@b.co"}}}"#;
+        assert!(rejected(eb_dup).reason.contains("duplicate field"));
         let sns_dup_outer = format!(
             r#"{{"Type":"Notification","Message":{},"Message":{}}}"#,
             Value::String(inner.clone()),

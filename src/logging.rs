@@ -132,6 +132,10 @@ where
     tracing_subscriber::registry().with(layer)
 }
 
+pub fn init() {
+    let _ = tracing::subscriber::set_global_default(subscriber(std::io::stdout));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,8 +173,4 @@ mod tests {
             Ok(())
         }
     }
-}
-
-pub fn init() {
-    let _ = tracing::subscriber::set_global_default(subscriber(std::io::stdout));
 }

@@ -29,7 +29,7 @@ pub struct Provisioner {
     signin_url: OnceCell<String>,
     password_policy: OnceCell<PasswordPolicy>,
     /// Template users' (groups, managed policies), by name.
-    templates: OnceCell<BTreeMap<String, (Vec<String>, Vec<String>)>>,
+    templates: OnceCell<TemplateGrants>,
     faults: Option<Arc<dyn Faults>>,
 }
 
@@ -430,6 +430,9 @@ enum ReadDepth {
     Joiner,
     Leaver,
 }
+
+/// Template users' (groups, managed policies), by name.
+type TemplateGrants = BTreeMap<String, (Vec<String>, Vec<String>)>;
 
 enum TemplateError {
     Aws(AwsError),

@@ -189,7 +189,7 @@ async fn the_managed_deny_all_replaces_the_inline_policy() {
     assert!(failures(&run(&p, sqs(&[("m1", &j, None)])).await).is_empty());
     assert!(failures(&run(&p, sqs(&[("m2", &l, None)])).await).is_empty());
     let s = snapshot(&moto.sdk().await, "deny.user").await;
-    assert_eq!(s.policies, [arn.clone()]);
+    assert_eq!(s.policies, std::slice::from_ref(&arn));
     assert!(s.inline.is_empty(), "no PutUserPolicy: {:?}", s.inline);
     let actions = audit_of(&logs, "m2")["actions"].to_string();
     assert!(!actions.contains("PutUserPolicy"), "{actions}");

@@ -263,7 +263,7 @@ async fn permissions_are_copied_from_a_marked_template_only() {
     .is_empty());
     let s = snapshot(&moto.sdk().await, "tpl.user").await;
     assert_eq!(s.groups, ["developers", "staff"]);
-    assert_eq!(s.policies, [ro.clone()]);
+    assert_eq!(s.policies, std::slice::from_ref(&ro));
     // Moving away removes what the template granted.
     run(
         &p,
