@@ -75,6 +75,9 @@ pub fn kind_of_code(code: &str) -> ErrorKind {
         | "RequestTimeout"
         | "RequestTimeoutException" => ErrorKind::Transient,
         "InvalidRequestException" => ErrorKind::InvalidState,
+        // What emulators answer for an action they lack (AWS never does for the
+        // actions this code calls).
+        "InvalidAction" | "UnknownOperationException" | "NotImplemented" => ErrorKind::Unsupported,
         _ => ErrorKind::Fatal,
     }
 }

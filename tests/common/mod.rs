@@ -68,6 +68,58 @@ impl Moto {
         panic!("moto did not start on port {port}");
     }
 
+    /// Starts ministack, a second, independent emulator (stricter than moto where
+    /// AWS is: it keeps permissions boundaries, raises DeleteConflict on DeleteUser,
+    /// refuses changes to a secret pending deletion), on a free loopback port.
+    pub fn start_ministack() -> Moto {
+        let bin = std::env::var("MINISTACK").unwrap_or_else(|_| {
+            format!(
+                "{}/.venv-ministack/bin/ministack",
+                env!("CARGO_MANIFEST_DIR")
+            )
+        });
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let child = Command::new(&bin)
+            .env("GATEWAY_PORT", port.to_string())
+            .env("MINISTACK_HOST", "127.0.0.1")
+            .env("LOG_LEVEL", "WARNING")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {bin} ({e}); run scripts/venv.sh"));
+        let emu = Moto { child, port };
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(30) {
+            if let Ok((200, _)) = http(port, "GET", "/_ministack/health", "") {
+                return emu;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("ministack did not start on port {port}");
+    }
+
+    /// The mails ministack recorded.
+    pub fn ministack_mails(&self) -> Vec<Value> {
+        let (status, body) = http(self.port, "GET", "/_ministack/ses/messages", "").expect("mails");
+        assert_eq!(status, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).expect("JSON");
+        // {"messages": {"<account>": [..]}}
+        v["messages"]
+            .as_object()
+            .map(|by_account| {
+                by_account
+                    .values()
+                    .filter_map(Value::as_array)
+                    .flatten()
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
