@@ -226,6 +226,9 @@ class Resolver:
                     return all(self.resolve(x) for x in arg)
                 if key == "Fn::Or":
                     return any(self.resolve(x) for x in arg)
+                if key == "Fn::Contains":  # Rules only
+                    items, value = arg
+                    return str(self.resolve(value)) in [str(i) for i in self.resolve(items)]
                 if key == "Condition":
                     return self.condition(arg)
                 if key.startswith("Fn::"):
@@ -246,6 +249,22 @@ class Resolver:
         if isinstance(node, str):
             return str(node)
         return node
+
+
+def function_properties(template: dict, logical_id: str) -> dict:
+    """A SAM function's properties with the template's Globals merged in, as SAM does:
+    maps are merged key by key, anything else the function sets wins."""
+
+    def merge(glob: Any, own: Any) -> Any:
+        if isinstance(glob, dict) and isinstance(own, dict):
+            out = copy.deepcopy(glob)
+            for k, v in own.items():
+                out[k] = merge(glob.get(k), v) if k in glob else copy.deepcopy(v)
+            return out
+        return copy.deepcopy(own)
+
+    globals_ = template.get("Globals", {}).get("Function", {})
+    return merge(globals_, template["Resources"][logical_id]["Properties"])
 
 
 def raw_policy_documents(template: dict) -> list[dict]:
