@@ -1,16 +1,38 @@
 #!/usr/bin/env bash
-# The whole function on this machine, through the real Lambda protocol:
-# moto (local IAM, Secrets Manager, SES) + `cargo lambda watch` + `cargo lambda invoke`.
+# The whole function on this machine, through the real Lambda protocol: moto (local
+# IAM, Secrets Manager, SES), the Lambda Runtime API of `cargo lambda watch`, the
+# function's debug binary, and `cargo lambda invoke` for each sample in events/.
+#
+# After each step it prints the batch answer, the audit line(s) exactly as the
+# function wrote them, what that step changed in AWS (never a secret's value), the
+# mails that step sent, and one line saying what the step shows. Then a summary.
+# stdout is the same on every run (see scripts/moto_show.py); build output and
+# progress go to stderr.
+#
+# Needs cargo and python3; installs moto and cargo-lambda into .venv/ (scripts/venv.sh).
+# Environment: MOTO_PORT, INVOKE_PORT (default: free ports), DEMO_DIR (default
+# target/demo: the function's log and the stamped events, kept after the run).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-bash scripts/venv.sh
+started=$SECONDS
+bash scripts/venv.sh >&2
 export PATH="$root/.venv/bin:$PATH"
+py="$root/.venv/bin/python"
 
-moto_port="${MOTO_PORT:-5077}"
-invoke_port="${INVOKE_PORT:-9077}"
+bold() { if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then printf '\033[1m%s\033[0m\n' "$*"; else printf '%s\n' "$*"; fi; }
+
+read -r free1 free2 < <("$py" -c '
+import socket
+s = [socket.socket() for _ in range(2)]
+for x in s: x.bind(("127.0.0.1", 0))
+print(*(x.getsockname()[1] for x in s))')
+moto_port="${MOTO_PORT:-$free1}"
+invoke_port="${INVOKE_PORT:-$free2}"
 endpoint="http://127.0.0.1:$moto_port"
-logs="$(mktemp -d)"
+dir="${DEMO_DIR:-$root/target/demo}"
+rm -rf "$dir" && mkdir -p "$dir"
+
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -18,62 +40,85 @@ cleanup() {
 }
 trap cleanup EXIT
 
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-
-step "starting moto on $endpoint"
-moto_server -H 127.0.0.1 -p "$moto_port" >"$logs/moto.log" 2>&1 &
+bold "== local AWS: moto (IAM, Secrets Manager, SES)"
+echo "   moto on $endpoint, runtime API on 127.0.0.1:$invoke_port, logs in $dir" >&2
+# One request at a time, so the output is the same on every run (moto_seed.py).
+"$py" scripts/moto_seed.py --serve "$moto_port" >"$dir/moto.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 100); do curl -sf "$endpoint/moto-api/" >/dev/null && break; sleep 0.1; done
-python scripts/moto_seed.py "$endpoint" it@example.com
+"$py" - "$endpoint" <<'EOF'
+import sys, time, urllib.request
+for _ in range(300):
+    try:
+        urllib.request.urlopen(sys.argv[1] + "/moto-api/", timeout=1)
+        break
+    except OSError:
+        time.sleep(0.1)
+else:
+    sys.exit("moto did not start: see moto.log")
+EOF
+"$py" scripts/moto_seed.py "$endpoint" it@example.com | sed "s|$endpoint|moto|; s/^/   /"
 
-step "building the function (debug)"
-cargo build --bin bootstrap
+bold "== the function (debug build; the first build takes several minutes)"
+cargo build --bin bootstrap >&2
 
-step "starting the function under cargo lambda watch (port $invoke_port)"
+# The Runtime API alone (--only-lambda-apis) and the binary started here, not by
+# `cargo lambda watch`: watch would start the function with
+# AWS_LAMBDA_MAX_CONCURRENCY set (its --concurrency, default 1), and the Lambda
+# runtime warns about any value of that variable unless it is built with its
+# `concurrency-tokio` feature, which this function does not use (one record at a
+# time per instance, concurrency inside the batch). In AWS the variable is unset
+# unless Lambda Managed Instances are used.
+cargo lambda watch --only-lambda-apis --invoke-address 127.0.0.1 --invoke-port "$invoke_port" \
+  >"$dir/runtime-api.log" 2>&1 &
+pids+=($!)
+"$py" - "$invoke_port" <<'EOF'
+import socket, sys, time
+for _ in range(300):
+    try:
+        socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1).close()
+        break
+    except OSError:
+        time.sleep(0.1)
+else:
+    sys.exit("the runtime API did not start: see runtime-api.log")
+EOF
 rules='{"default":{"groups":["staff"],"console":true,"access_key":false},"departments":{"engineering":{"groups":["developers","staff"],"console":true,"access_key":true},"sales":{"groups":["sales"],"console":true,"access_key":false}}}'
-AWS_ENDPOINT_URL="$endpoint" AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \
-SENDER_EMAIL=it@example.com PROVISIONING_RULES="$rules" \
-  cargo lambda watch --invoke-port "$invoke_port" --ignore-changes >"$logs/function.log" 2>&1 &
+echo "   PROVISIONING_RULES=$rules"
+echo "   LEAVER_ACTION=disable (default), SENDER_EMAIL=it@example.com, account alias acme-demo"
+env -u AWS_LAMBDA_MAX_CONCURRENCY -u AWS_PROFILE -u AWS_SESSION_TOKEN -u AWS_DEFAULT_REGION \
+  AWS_LAMBDA_RUNTIME_API="http://127.0.0.1:$invoke_port/.rt" AWS_LAMBDA_FUNCTION_NAME=_ \
+  AWS_LAMBDA_FUNCTION_VERSION=1 AWS_LAMBDA_FUNCTION_MEMORY_SIZE=256 \
+  AWS_ENDPOINT_URL="$endpoint" AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \
+  SENDER_EMAIL=it@example.com PROVISIONING_RULES="$rules" RUST_LOG=info \
+  target/debug/bootstrap >"$dir/function.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 300); do
-  (echo >"/dev/tcp/127.0.0.1/$invoke_port") 2>/dev/null && break; sleep 0.2
-done
 
-# The samples' occurred_at would expire (older than MAX_EVENT_AGE_DAYS is rejected):
-# each file is sent as a copy stamped with the current time by stamp_event.py, in
-# sending order (a repeated event_id keeps its first stamp, so the duplicate stays
-# a duplicate; the leaver is later than the joiner, the rehire later still).
-stamps="$logs/stamps.json"
-invoke() {
-  step "invoke: $1"
-  local stamped="$logs/stamped-$1"
-  "$root/.venv/bin/python" scripts/stamp_event.py --state "$stamps" "events/$1" "$stamped"
-  cargo lambda invoke bootstrap --invoke-port "$invoke_port" --data-file "$stamped" -o json
-  echo
-  sleep 0.3
-  echo "audit:"
-  grep '"audit":true' "$logs/function.log" | tail -n "$2" | python -c '
-import json, sys
-for line in sys.stdin:
-    start = line.find("{")
-    a = json.loads(line[start:])
-    print("  ", a["message_id"], a["outcome"], a.get("user_name"), a["actions"], a.get("reason", ""))'
+echo
+echo "Each step: the records sent (events/ stamped with the current time: a sample's own"
+echo "date would be outside the time window), the answer to SQS, the audit line(s) as the"
+echo "function wrote them, what changed in AWS (secrets: field names and tags, never values),"
+echo "the mails sent by this step. <key-N>, <tN>: ids and times that differ from run to run."
+
+step() {
+  "$py" scripts/moto_show.py step --dir "$dir" --endpoint "$endpoint" --invoke-port "$invoke_port" \
+    --why "$2" "events/$1"
 }
 
-invoke joiner-engineering.json 1
-invoke joiner-sales.json 1
-invoke joiner-duplicate.json 1
-invoke invalid.json 2
+step joiner-engineering.json \
+  "A joiner: the user is created tagged hr:welcome=owed:<event> (a mail is due); its password and key are stored in the secret before the login profile exists; the mail is sent, then TagUser records hr:welcome=sent:<event>."
+step joiner-sales.json \
+  "No username in the event: the user name is the email's local part, lower-cased (Sam.Sales -> sam.sales). The sales rule gives console only, so the secret holds no key."
+step joiner-duplicate.json \
+  "The same HR event again (same event_id, a new SQS message): already in effect, so the duplicate changes nothing and sends no second mail."
+step invalid.json \
+  "Two bad records: both rejected, nothing changed, and both listed in batchItemFailures on purpose, so SQS retries them up to the receive limit and then moves them to the dead-letter queue where someone sees them."
+step mover.json \
+  "A mover (engineering -> sales): sales added, developers and staff removed (other rules grant them, sales does not); console and password kept; the access key deleted and removed from the secret with its key tags; no mail."
+step leaver.json \
+  "A leaver: cut off first (status retired and the deny-all policy in one stage), then stripped of console and groups; the secret is emptied before deletion so no stale credential survives a restore, and stays recoverable for 30 days."
+step rehire.json \
+  "The rehire tags the user twice: once to claim it and clear the retired status (hr:welcome=owed:), once to record the welcome mail (sent:). The deny-all goes, the secret is restored and refilled with fresh credentials."
 
-step "what AWS holds now"
-python scripts/moto_show.py "$endpoint" jane.doe sam.sales
-
-invoke leaver.json 1
-step "after the leaver (LEAVER_ACTION=disable)"
-python scripts/moto_show.py "$endpoint" jane.doe
-
-invoke rehire.json 1
-step "after the rehire"
-python scripts/moto_show.py "$endpoint" jane.doe
-
-step "done (function log: $logs/function.log)"
+"$py" scripts/moto_show.py summary --dir "$dir" --endpoint "$endpoint"
+echo "   function log: ${dir#"$root"/}/function.log"
+echo "demo took $((SECONDS - started)) s" >&2
