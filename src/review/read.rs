@@ -86,14 +86,15 @@ impl Reader {
 
     /// The three reads, at once.
     pub async fn read(&self, s: &Settings, progress: &dyn Progress) -> Result<Inputs, ReviewError> {
+        // Boxed: three SDK call chains inline make a future too deep to lay out.
         let (users, report, secrets) = futures::try_join!(
-            async { self.users(s, progress).await.map_err(ReviewError::from) },
-            self.credential_report(progress),
-            async {
+            Box::pin(async { self.users(s, progress).await.map_err(ReviewError::from) }),
+            Box::pin(self.credential_report(progress)),
+            Box::pin(async {
                 self.secrets(&s.secret_prefix, progress)
                     .await
                     .map_err(ReviewError::from)
-            },
+            }),
         )?;
         Ok(Inputs {
             users,
