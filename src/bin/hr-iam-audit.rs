@@ -158,9 +158,9 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     // The library logs through `tracing`; shown (on stderr) only when asked.
     if std::env::var_os("RUST_LOG").is_some() {
-        let _ = tracing::subscriber::set_global_default(
-            hr_iam_provisioner::logging::subscriber(std::io::stderr),
-        );
+        let _ = tracing::subscriber::set_global_default(hr_iam_provisioner::logging::subscriber(
+            std::io::stderr,
+        ));
     }
     // Boxed: the SDK's nested futures are too deep to lay out inline.
     let code = match cli.command {
