@@ -193,7 +193,9 @@ fn user_cells(u: &UserRow, worst: Option<Severity>, color: bool) -> Vec<Cell> {
             .collect::<Vec<_>>()
             .join("\n")
     };
+    // The rule is named only when it is not the department's own.
     let rule = match &u.department {
+        Some(d) if *d == u.rule => shown(d),
         Some(d) => format!("{}\n({})", shown(d), shown(&u.rule)),
         None => format!("- ({})", shown(&u.rule)),
     };
