@@ -723,4 +723,21 @@ async fn the_scheduled_audit_logs_findings_and_emf() {
     assert_eq!(emf["orphan-secret"], 1);
     assert_eq!(emf["no-mfa"], 0);
     assert!(!logs.text().contains(CANARY));
+
+    // A rule naming a template that does not exist: logged, then an invocation error.
+    logs.clear();
+    let rules = r#"{"default":{"groups":[],"copy_from":"nobody"}}"#;
+    let config =
+        review::config_from_env(|k| (k == "PROVISIONING_RULES").then(|| rules.into())).unwrap();
+    let err = scheduled(&config, &reader).await.unwrap_err();
+    assert!(err.to_string().contains("nobody"), "{err}");
+    let lines = logs.lines();
+    assert!(lines.iter().any(|l| l["level"] == "ERROR"
+        && l["incomplete"]
+            .as_str()
+            .is_some_and(|i| i.contains("nobody"))));
+    assert!(
+        lines.iter().any(|l| l.get("_aws").is_some()),
+        "the counts are still emitted"
+    );
 }

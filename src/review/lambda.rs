@@ -75,7 +75,6 @@ pub fn summary_json(report: &Report) -> Value {
         "secrets": report.summary.secrets,
         "findings": report.findings.len(),
         "by_code": report.summary.by_code,
-        "incomplete": report.incomplete,
         "calls": report.calls.as_ref().map(|c| c.total),
     })
 }
@@ -97,13 +96,18 @@ pub fn log(report: &Report) {
     tracing::info!(target: "emf", json = %json, "metrics");
 }
 
-/// Runs the scheduled audit. A read that fails is an invocation error, so the
-/// function's `Errors` metric (and any alarm on it) sees it.
+/// Runs the scheduled audit. A read that fails, or an incomplete audit (exit
+/// status 2 of the command), is an invocation error, so the function's `Errors`
+/// metric (and the alarm on it) sees it; its findings are logged first.
 pub async fn scheduled(config: &Config, reader: &Reader) -> Result<Value, ReviewError> {
     match super::run(config, reader, &Quiet).await {
         Ok(report) => {
             log(&report);
-            Ok(summary_json(&report))
+            if report.incomplete.is_empty() {
+                Ok(summary_json(&report))
+            } else {
+                Err(ReviewError::Incomplete(report.incomplete.join("; ")))
+            }
         }
         Err(e) => {
             tracing::error!(target: "review", error = %e, "audit could not read AWS");

@@ -41,6 +41,9 @@ pub enum ReviewError {
     Aws(#[from] AwsError),
     #[error("credential report: {0}")]
     CredentialReport(String),
+    /// The report was made, but something could not be checked.
+    #[error("audit incomplete: {0}")]
+    Incomplete(String),
 }
 
 /// The function's configuration, read through `get`, with `SENDER_EMAIL`
