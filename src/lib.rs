@@ -14,6 +14,7 @@ pub mod event;
 pub mod logging;
 pub mod password;
 pub mod plan;
+pub mod review;
 pub mod rules;
 pub mod service;
 pub mod state;

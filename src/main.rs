@@ -1,13 +1,20 @@
 //! The Lambda `bootstrap`: configuration and clients once, then the runtime loop.
+//! An SQS batch is provisioned; an EventBridge schedule (or `{"hr-iam-audit":
+//! "audit"}`) runs the audit, so one code asset serves both functions.
 
 use std::sync::Arc;
 
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use aws_config::SdkConfig;
+use aws_lambda_events::event::sqs::SqsBatchResponse;
 use hr_iam_provisioner::batch::deadline_from;
 use hr_iam_provisioner::config::Config;
+use hr_iam_provisioner::review::lambda::{dispatch, scheduled, Invocation, Response};
+use hr_iam_provisioner::review::read::Reader;
 use hr_iam_provisioner::service::Provisioner;
 use hr_iam_provisioner::{logging, wiring};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
+use serde_json::Value;
+use tokio::sync::OnceCell;
 
 // One thread: the work is I/O-bound and concurrent within the batch; a single
 // thread keeps memory (one malloc arena, no worker stacks) and start-up small.
@@ -24,14 +31,26 @@ async fn main() -> Result<(), Error> {
     };
     let services = wiring::services_from_env(&config).await;
     let provisioner = Arc::new(Provisioner::new(config, services));
-    lambda_runtime::run(service_fn(move |ev: LambdaEvent<SqsEvent>| {
+    // The audit's clients are built on its first invocation only.
+    let audit_sdk: Arc<OnceCell<SdkConfig>> = Arc::new(OnceCell::new());
+    lambda_runtime::run(service_fn(move |ev: LambdaEvent<Value>| {
         let p = Arc::clone(&provisioner);
+        let audit_sdk = Arc::clone(&audit_sdk);
         async move {
             let deadline = deadline_from(ev.context.deadline);
-            let resp: SqsBatchResponse = p
-                .handle_batch(ev.payload, &ev.context.invoked_function_arn, deadline)
-                .await;
-            Ok::<_, Error>(resp)
+            match dispatch(ev.payload)? {
+                Invocation::Sqs(batch) => {
+                    let resp: SqsBatchResponse = p
+                        .handle_batch(batch, &ev.context.invoked_function_arn, deadline)
+                        .await;
+                    Ok::<_, Error>(Response::Sqs(resp))
+                }
+                Invocation::Audit => {
+                    let sdk = audit_sdk.get_or_init(wiring::sdk_config).await;
+                    let summary = scheduled(&p.config, &Reader::new(sdk, deadline)).await?;
+                    Ok(Response::Audit(summary))
+                }
+            }
         }
     }))
     .await

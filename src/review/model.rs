@@ -1,0 +1,376 @@
+//! The audit's data: what it reads (inputs), what it is told (settings) and what
+//! it reports. Inputs hold names, tags and dates only: never a secret's value.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::config::Config;
+use crate::rules::Rules;
+
+/// One IAM user as `GetAccountAuthorizationDetails` describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct IamUser {
+    pub name: String,
+    pub path: String,
+    pub created: Option<OffsetDateTime>,
+    pub tags: BTreeMap<String, String>,
+    pub groups: BTreeSet<String>,
+    /// Attached managed policy ARNs.
+    pub policies: BTreeSet<String>,
+    /// Inline policy names (their documents are not kept).
+    pub inline_policies: BTreeSet<String>,
+    pub boundary: Option<String>,
+}
+
+impl IamUser {
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags.get(key).map(String::as_str)
+    }
+}
+
+/// One access-key slot of the credential report. The report carries no key ids:
+/// a key is known by its creation time (`access_key_N_last_rotated`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySlot {
+    /// 1 or 2, the report's column number.
+    pub slot: u8,
+    pub active: bool,
+    pub created: OffsetDateTime,
+    pub last_used: Option<OffsetDateTime>,
+}
+
+/// One row of the IAM credential report.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Credentials {
+    pub user: String,
+    pub created: Option<OffsetDateTime>,
+    /// A login profile exists.
+    pub password_enabled: bool,
+    pub password_last_used: Option<OffsetDateTime>,
+    pub mfa_active: bool,
+    /// Existing keys only (active or not).
+    pub keys: Vec<KeySlot>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CredentialReport {
+    /// `GeneratedTime` of `GetCredentialReport`. AWS reuses a report for up to four
+    /// hours, so what happened after this is not in it.
+    pub generated: Option<OffsetDateTime>,
+    pub rows: BTreeMap<String, Credentials>,
+}
+
+impl CredentialReport {
+    /// The time the report is known to describe: its `GeneratedTime`, or the newest
+    /// timestamp it holds if that is later (an emulator's constant `GeneratedTime`).
+    pub fn as_of(&self) -> Option<OffsetDateTime> {
+        let newest = self
+            .rows
+            .values()
+            .flat_map(|r| {
+                r.created.into_iter().chain(r.password_last_used).chain(
+                    r.keys
+                        .iter()
+                        .flat_map(|k| Some(k.created).into_iter().chain(k.last_used)),
+                )
+            })
+            .max();
+        match (self.generated, newest) {
+            (Some(g), Some(n)) => Some(g.max(n)),
+            (g, n) => g.or(n),
+        }
+    }
+}
+
+/// One secret as `ListSecrets` describes it: name, tags, deletion date.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SecretMeta {
+    pub name: String,
+    pub tags: BTreeMap<String, String>,
+    /// Set when the secret is scheduled for deletion.
+    pub deleted: Option<OffsetDateTime>,
+}
+
+impl SecretMeta {
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags.get(key).map(String::as_str)
+    }
+}
+
+/// Everything the comparison reads.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Inputs {
+    /// Users under `USER_PATH` and the template users under `TEMPLATE_PATH`.
+    pub users: Vec<IamUser>,
+    pub report: CredentialReport,
+    /// Secrets under `SECRET_PREFIX`, scheduled ones included.
+    pub secrets: Vec<SecretMeta>,
+}
+
+/// What the comparison needs of the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub user_path: String,
+    pub template_path: String,
+    pub secret_prefix: String,
+    pub rules: Rules,
+    pub key_max_age_days: i64,
+    pub mfa_grace_days: i64,
+    pub deny_policy_arn: Option<String>,
+    pub boundary_arn: Option<String>,
+}
+
+impl Settings {
+    pub fn from_config(c: &Config) -> Self {
+        Settings {
+            user_path: c.user_path.clone(),
+            template_path: c.template_path.clone(),
+            secret_prefix: c.secret_prefix.clone(),
+            rules: c.rules.clone(),
+            key_max_age_days: c.key_max_age_days,
+            mfa_grace_days: c.mfa_grace_days,
+            deny_policy_arn: c.deny_policy_arn.clone(),
+            boundary_arn: c.boundary_arn.clone(),
+        }
+    }
+}
+
+/// The stable finding codes of contract section 8.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Code {
+    MissingGrant,
+    ExtraGrant,
+    UnstoredKey,
+    StaleSecret,
+    MissingSecret,
+    OrphanSecret,
+    KeyAge,
+    NoMfa,
+    RetiredWithAccess,
+    UnmanagedInPath,
+    NameMismatch,
+}
+
+impl Code {
+    pub const ALL: [Code; 11] = [
+        Code::MissingGrant,
+        Code::ExtraGrant,
+        Code::UnstoredKey,
+        Code::StaleSecret,
+        Code::MissingSecret,
+        Code::OrphanSecret,
+        Code::KeyAge,
+        Code::NoMfa,
+        Code::RetiredWithAccess,
+        Code::UnmanagedInPath,
+        Code::NameMismatch,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::MissingGrant => "missing-grant",
+            Code::ExtraGrant => "extra-grant",
+            Code::UnstoredKey => "unstored-key",
+            Code::StaleSecret => "stale-secret",
+            Code::MissingSecret => "missing-secret",
+            Code::OrphanSecret => "orphan-secret",
+            Code::KeyAge => "key-age",
+            Code::NoMfa => "no-mfa",
+            Code::RetiredWithAccess => "retired-with-access",
+            Code::UnmanagedInPath => "unmanaged-in-path",
+            Code::NameMismatch => "name-mismatch",
+        }
+    }
+
+    /// How urgent: access someone should not have is high; hygiene is medium;
+    /// bookkeeping that grants nothing is low.
+    pub fn severity(self) -> Severity {
+        match self {
+            Code::ExtraGrant | Code::UnstoredKey | Code::RetiredWithAccess => Severity::High,
+            Code::KeyAge
+            | Code::NoMfa
+            | Code::OrphanSecret
+            | Code::MissingSecret
+            | Code::UnmanagedInPath => Severity::Medium,
+            Code::MissingGrant | Code::StaleSecret | Code::NameMismatch => Severity::Low,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    High,
+    Medium,
+    Low,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::High => "high",
+            Severity::Medium => "medium",
+            Severity::Low => "low",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub code: Code,
+    pub severity: Severity,
+    /// The user concerned; absent for a secret without a user.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_name: Option<String>,
+    /// The secret concerned, when the finding is about one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
+    pub detail: String,
+}
+
+impl Finding {
+    pub fn user(code: Code, user: &str, detail: impl Into<String>) -> Self {
+        Finding {
+            code,
+            severity: code.severity(),
+            user_name: Some(user.to_owned()),
+            secret_name: None,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn secret(code: Code, user: Option<&str>, secret: &str, detail: impl Into<String>) -> Self {
+        Finding {
+            code,
+            severity: code.severity(),
+            user_name: user.map(str::to_owned),
+            secret_name: Some(secret.to_owned()),
+            detail: detail.into(),
+        }
+    }
+
+    /// What the finding is about, for sorting and display.
+    pub fn subject(&self) -> &str {
+        self.user_name
+            .as_deref()
+            .or(self.secret_name.as_deref())
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct Grants {
+    pub expected: Vec<String>,
+    pub actual: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct Console {
+    pub enabled: bool,
+    /// RFC 3339; absent when never used or unknown.
+    pub password_last_used: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyRow {
+    /// The secret's `hr:access-key-id` when this key is the one it records (the
+    /// credential report has no key ids).
+    pub id: Option<String>,
+    pub active: bool,
+    pub created: String,
+    pub age_days: i64,
+    pub last_used: Option<String>,
+    /// Its creation time is the secret's `hr:access-key-created` and the user has
+    /// no other key.
+    pub stored: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct SecretRow {
+    pub name: String,
+    pub present: bool,
+    pub scheduled_for_deletion: bool,
+    /// Its tags agree with the user and its key (no secret finding).
+    pub consistent: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct LastEvent {
+    pub at: Option<String>,
+    pub id: Option<String>,
+}
+
+/// One managed user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct UserRow {
+    pub user_name: String,
+    pub employee_id: Option<String>,
+    pub status: Option<String>,
+    pub department: Option<String>,
+    /// `default` or the department key of `PROVISIONING_RULES` that applies.
+    pub rule: String,
+    pub groups: Grants,
+    /// Managed policy ARNs, plus inline policies as `inline:NAME`.
+    pub policies: Grants,
+    pub console: Console,
+    /// `None` when the credential report has no row for the user yet.
+    pub mfa: Option<bool>,
+    pub access_keys: Vec<KeyRow>,
+    pub secret: SecretRow,
+    pub last_event: LastEvent,
+    /// Set when the credential report predates the user: password, MFA and keys
+    /// were not checked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// The codes of this user's findings.
+    pub findings: Vec<Code>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct Summary {
+    pub users: usize,
+    pub secrets: usize,
+    /// Secrets of deleted or retired users, scheduled for deletion: expected.
+    pub tombstones: usize,
+    pub findings: usize,
+    /// Every code, zeros included.
+    pub by_code: BTreeMap<&'static str, usize>,
+    /// When the credential report was generated (as far as can be told).
+    pub credential_report_as_of: Option<String>,
+}
+
+/// AWS calls made by the read, per operation (every attempt counts).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct Calls {
+    pub total: u32,
+    pub by_operation: BTreeMap<String, u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct Report {
+    pub users: Vec<UserRow>,
+    pub findings: Vec<Finding>,
+    pub summary: Summary,
+    /// What could not be checked (e.g. a `copy_from` template that does not
+    /// exist): the audit is then incomplete.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub incomplete: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calls: Option<Calls>,
+}
+
+impl Report {
+    /// 0 clean, 1 findings, 2 incomplete (contract section 8).
+    pub fn exit_code(&self) -> u8 {
+        if !self.incomplete.is_empty() {
+            2
+        } else if !self.findings.is_empty() {
+            1
+        } else {
+            0
+        }
+    }
+}
