@@ -1040,3 +1040,25 @@ def test_infra_docs_point_inside_the_repository():
         text = path.read_text()
         assert "shared/" not in text and "../shared" not in text, path
     assert "docs/contract.md" in (REPO / "infra" / "README.md").read_text()
+
+
+def test_readme_lists_every_parameter(template):
+    """infra/README.md's parameter table cannot drift from the template."""
+    text = (REPO / "infra" / "README.md").read_text()
+    table = [line for line in text.splitlines() if line.startswith("| `")]
+    for name in template["Parameters"]:
+        assert any(f"`{name}`" in line for line in table), name
+
+
+def test_readme_reviewer_commands_run(tmp_path):
+    """The two local commands of infra/README.md's reviewer section work as shown."""
+    import subprocess
+
+    for script, out, expected in (("extract_policies.py", "policies", "EmployeeBoundaryPolicy.json"),
+                                  ("cloudsplaining_check.py", "principals", "ProvisionerRole.json")):
+        assert f"infra/tests/{script} --dump /tmp/{out}" in (REPO / "infra" / "README.md").read_text()
+        proc = subprocess.run([sys.executable, str(REPO / "infra" / "tests" / script), "--dump", str(tmp_path / out)],
+                              capture_output=True, text=True, cwd=REPO)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        doc = json.loads((tmp_path / out / expected).read_text())
+        assert doc["Version"] == "2012-10-17" and doc["Statement"]
