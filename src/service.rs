@@ -15,8 +15,8 @@ use crate::password::{generate_default, PasswordPolicy};
 use crate::plan::{foreign_secret, key_created, plan, Context, Cred, Granted, Step, Verdict};
 use crate::rules::Rule;
 use crate::state::{
-    Attachments, Lookup, SecretDoc, SecretState, SecretView, UserState, TAG_EMPLOYEE_ID,
-    TAG_USER_NAME,
+    Attachments, Lookup, SecretDoc, SecretState, SecretView, UserState, MANAGED_BY,
+    TAG_EMPLOYEE_ID, TAG_MANAGED_BY, TAG_USER_NAME,
 };
 
 /// Rounds of read -> plan -> apply per record: a DeleteConflict (something was
@@ -190,7 +190,12 @@ impl Provisioner {
             secrets.describe(&secret_name, b),
             cutoff
         )?;
-        let found = matches!(lookup, Lookup::Found(_));
+        // Only a user this function may act on is read further: the role may read
+        // nothing else, and the planner rejects the others from GetUser alone.
+        let found = matches!(&lookup, Lookup::Found(u)
+            if u.path == cfg.user_path
+                && u.tag(TAG_MANAGED_BY) == Some(MANAGED_BY)
+                && u.tag(TAG_EMPLOYEE_ID) == Some(ev.employee.employee_id.as_str()));
         // Everything that decides whether the secret is ours, before its value is read.
         let policy = async {
             match &meta {

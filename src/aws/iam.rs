@@ -300,7 +300,7 @@ impl Iam {
             .map(|p| att.inline_policies = p),
         };
         if let Err(e) = read {
-            tracing::warn!(user_name = name, error = %e, "deny-all check failed; putting it on anyway");
+            tracing::warn!(user_name = name, error = %e, "deny-all check failed; the cut-off puts it on (if the user is ours)");
         }
         att
     }

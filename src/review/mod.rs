@@ -20,14 +20,11 @@ use crate::config::{Config, ConfigError};
 pub use compare::compare;
 pub use model::{Code, Finding, Inputs, Report, Settings};
 
-// Secret and user tags of contract section 3 that state.rs does not define yet.
-pub const TAG_USER_NAME: &str = "hr:user-name";
-pub const TAG_ACCESS_KEY_ID: &str = "hr:access-key-id";
-pub const TAG_ACCESS_KEY_CREATED: &str = "hr:access-key-created";
-/// `hr:status` of a deleted user's secret (its tombstone).
-pub const STATUS_DELETED: &str = "deleted";
-pub const TAG_DEPARTMENT: &str = "hr:department";
-pub const TAG_EMAIL: &str = "hr:email";
+// The tags of contract section 3, from the one place that defines them.
+pub use crate::state::{
+    STATUS_DELETED, TAG_ACCESS_KEY_CREATED, TAG_ACCESS_KEY_ID, TAG_DEPARTMENT, TAG_EMAIL,
+    TAG_USER_NAME,
+};
 
 /// The audit never sends mail; the function's configuration requires a sender, so
 /// one that cannot be delivered to stands in when none is set.
