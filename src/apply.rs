@@ -8,7 +8,7 @@ use futures::future::try_join_all;
 use crate::aws::iam::Iam;
 use crate::aws::mail::{compose, Mailer};
 use crate::aws::secrets::Secrets;
-use crate::aws::{AwsError, Budget, Retry};
+use crate::aws::{AwsError, Budget, ErrorKind, Retry};
 use crate::config::Config;
 use crate::event::HrEvent;
 use crate::password::Secret;
@@ -261,6 +261,16 @@ impl Applier<'_> {
             SecretHow::Restore => {
                 secrets.restore(&name, b).await?;
                 self.made("RestoreSecret".into())?;
+                // Its policy could not be read while deletion was pending: a secret
+                // that others may read never receives a credential. The next run
+                // finds it live with a policy and rejects the record.
+                if secrets.has_policy(&name, b).await? {
+                    return Err(ApplyError::Aws(AwsError::new(
+                        "GetResourcePolicy",
+                        ErrorKind::Fatal,
+                        "the restored secret carries a resource policy: it is never written",
+                    )));
+                }
             }
         }
         secrets.put(&name, &doc, b).await?;

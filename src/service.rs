@@ -197,10 +197,12 @@ impl Provisioner {
                 && u.tag(TAG_MANAGED_BY) == Some(MANAGED_BY)
                 && u.tag(TAG_EMPLOYEE_ID) == Some(ev.employee.employee_id.as_str()));
         // Everything that decides whether the secret is ours, before its value is read.
+        // Secrets Manager refuses most calls on a secret pending deletion: its
+        // policy is checked once it is restored (apply.rs).
         let policy = async {
             match &meta {
-                Some(_) => secrets.has_policy(&secret_name, b).await,
-                None => Ok(false),
+                Some(m) if !m.scheduled => secrets.has_policy(&secret_name, b).await,
+                _ => Ok(false),
             }
         };
         let ours = meta.as_ref().is_some_and(|m| {
