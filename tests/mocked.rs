@@ -409,3 +409,74 @@ async fn a_panicking_record_fails_alone() {
     let failed = run(&p, ev).await;
     assert_eq!(failed, ["m-boom", "m-fine"]);
 }
+
+/// A tombstone that someone gave a resource policy while it was pending deletion
+/// (AWS refuses to read the policy then): restored, checked, never written.
+#[tokio::test]
+async fn a_restored_secret_with_a_resource_policy_never_receives_a_credential() {
+    use aws_sdk_secretsmanager::operation as smop;
+    use aws_sdk_secretsmanager::types::Tag as SmTag;
+    let get_user = mock!(Iam::get_user).then_http_response(|| iam_error(404, "NoSuchEntity"));
+    let create_user = mock!(Iam::create_user)
+        .then_output(|| aws_sdk_iam::operation::create_user::CreateUserOutput::builder().build());
+    let groups = mock!(Iam::add_user_to_group).then_output(|| {
+        aws_sdk_iam::operation::add_user_to_group::AddUserToGroupOutput::builder().build()
+    });
+    let create_key = mock!(Iam::create_access_key).then_output(key);
+    let (mut iam_rules, _, ses) = ok_everything_else();
+    iam_rules.extend([get_user, create_user, groups, create_key]);
+    let iam_refs: Vec<&Rule> = iam_rules.iter().collect();
+    let tombstone = mock!(Sm::describe_secret).then_output(|| {
+        smop::describe_secret::DescribeSecretOutput::builder()
+            .name("hr-provisioner/jane.doe")
+            .deleted_date(aws_smithy_types::DateTime::from_secs(1))
+            .tags(
+                SmTag::builder()
+                    .key("hr:managed-by")
+                    .value("hr-provisioner")
+                    .build(),
+            )
+            .tags(SmTag::builder().key("hr:employee-id").value("E1").build())
+            .tags(SmTag::builder().key("hr:status").value("deleted").build())
+            .tags(
+                SmTag::builder()
+                    .key("hr:last-event-at")
+                    .value("2020-01-01T00:00:00Z")
+                    .build(),
+            )
+            .tags(
+                SmTag::builder()
+                    .key("hr:last-event-id")
+                    .value("old")
+                    .build(),
+            )
+            .build()
+    });
+    let restore = mock!(Sm::restore_secret)
+        .then_output(|| smop::restore_secret::RestoreSecretOutput::builder().build());
+    let policy = mock!(Sm::get_resource_policy).then_output(|| {
+        smop::get_resource_policy::GetResourcePolicyOutput::builder()
+            .resource_policy(r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"secretsmanager:GetSecretValue"}]}"#)
+            .build()
+    });
+    let put = mock!(Sm::put_secret_value)
+        .then_output(|| smop::put_secret_value::PutSecretValueOutput::builder().build());
+    let p = provisioner(
+        client!(aws_sdk_iam, &iam_refs),
+        client!(
+            aws_sdk_secretsmanager,
+            &[&tombstone, &restore, &policy, &put]
+        ),
+        client!(aws_sdk_sesv2, &ses.iter().collect::<Vec<_>>()),
+        &[],
+    );
+    assert_eq!(run(&p, event("joined")).await, ["m1"]);
+    assert_eq!(restore.num_calls(), 1);
+    assert_eq!(
+        policy.num_calls(),
+        1,
+        "checked once restored, not while pending"
+    );
+    assert_eq!(put.num_calls(), 0, "no credential written");
+    assert_eq!(ses[0].num_calls(), 0);
+}
