@@ -100,11 +100,10 @@ pub struct SecretView {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretState {
-    /// Not read (a brand-new user): written optimistically, whatever is there.
-    Unknown,
     Absent,
     /// Scheduled for deletion: must be restored before it can be written.
     Scheduled,
+    /// Live; the view is empty when the value was not read (not ours, or no user).
     Present(SecretView),
 }
 
