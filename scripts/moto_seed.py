@@ -1,7 +1,7 @@
 """A local moto server set up like a real account, for the demo and runs by hand.
 
     moto_seed.py ENDPOINT SENDER
-        Seeds a running moto server: the groups the demo's rules name (developers,
+        Seeds a moto server (waiting up to 30 s for it to answer): the groups the demo's rules name (developers,
         staff, sales), a verified SES sender, a strict account password policy and
         an account alias (the mail's sign-in URL is derived from it).
 
@@ -15,6 +15,8 @@
 """
 import signal
 import sys
+import time
+import urllib.request
 
 import boto3
 
@@ -31,7 +33,18 @@ def serve(port):
     run_simple("127.0.0.1", port, app, threaded=False, request_handler=MotoRequestHandler)
 
 
+def wait_for(endpoint):
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(endpoint + "/moto-api/", timeout=1)
+            return
+        except OSError:
+            time.sleep(0.1)
+    sys.exit(f"no moto server answers at {endpoint}")
+
+
 def seed(endpoint, sender):
+    wait_for(endpoint)
     kw = dict(endpoint_url=endpoint, region_name="us-east-1",
               aws_access_key_id="test", aws_secret_access_key="test")
     iam = boto3.client("iam", **kw)
