@@ -30,8 +30,8 @@ info string, ```sh test=ID, and ID says what this file does with it:
 Every shell block is syntax-checked with `bash -n`. A block with a language and no
 tag, or with an unknown tag, fails test_every_block_is_tested.
 
-The AWS CLI is installed into .venv/ when missing (PyPI `awscli`, pinned to the
-botocore that moto already uses, so the venv's moto is not disturbed).
+The AWS CLI is installed into .venv/ when missing (PyPI `awscli`; the venv's
+botocore, which moto uses, is pinned so pip leaves it alone).
 
 Slow tests (marked `slow`, deselect with -m "not slow"): the demo (twice) and the
 by-hand recipe. They build the function's debug binary if needed (several minutes
@@ -250,7 +250,8 @@ def moto():
 
 @pytest.fixture(scope="module")
 def aws_cli():
-    """The AWS CLI of .venv, installed when missing, on the botocore moto uses."""
+    """The AWS CLI of .venv, installed when missing. awscli 1.x carries its own
+    botocore; the pin only makes sure pip never changes the one moto uses."""
     aws = VENV_BIN / "aws"
     if not aws.exists():
         import botocore
