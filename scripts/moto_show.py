@@ -107,6 +107,19 @@ class Labels:
             json.dump({"keys": self.keys, "times": self.times}, f)
 
 
+class RawLabels(Labels):
+    """For runs by hand: the real ids and times."""
+
+    def key(self, key_id):
+        return key_id
+
+    def time(self, value):
+        return value
+
+    def text(self, s):
+        return s
+
+
 # ---------------------------------------------------------------------------
 # What AWS holds
 # ---------------------------------------------------------------------------
@@ -144,6 +157,8 @@ def show_value(tag, value, labels, key_created=None):
             if isinstance(created, str):
                 created = parse_time(created)
             if abs((parse_time(value) - created).total_seconds()) < 1:
+                if isinstance(labels, RawLabels):
+                    return value
                 return f"<creation time of {labels.key(key_id)[1:-1]}>"
     if RFC3339.match(value):
         return labels.time(value)
@@ -402,7 +417,7 @@ def summary(a):
 
 def show_users(endpoint, users):
     """The full state of some users (runs by hand)."""
-    labels = Labels()
+    labels = RawLabels()
     iam, sm = clients(endpoint)
     if not users:
         users = [u["UserName"] for p in iam.get_paginator("list_users").paginate(PathPrefix=USER_PATH)
@@ -420,9 +435,6 @@ def show_users(endpoint, users):
         else:
             describe_whole("secret", SECRET_PREFIX + name, s, out)
         print("\n".join(line.replace("  + ", "--- ", 1).replace(": new", "") for line in out))
-        for key_id, label in labels.keys.items():
-            print(f"      {label} = {key_id}")
-        labels.keys.clear()
     mails = moto_data(endpoint).get("ses", {}).get("Message", [])
     print(f"--- mails sent: {len(mails)}")
     for m in mails:
