@@ -59,7 +59,7 @@ EOF
 "$py" scripts/moto_seed.py "$endpoint" it@example.com | sed "s|$endpoint|moto|; s/^/   /"
 
 bold "== the function (debug build; the first build takes several minutes)"
-cargo build --bin bootstrap >&2
+cargo build --bin bootstrap --bin hr-iam-audit >&2
 
 # The Runtime API alone (--only-lambda-apis) and the binary started here, not by
 # `cargo lambda watch`: watch would start the function with
@@ -120,5 +120,30 @@ step rehire.json \
   "The rehire tags the user twice: once to claim it and clear the retired status (hr:welcome=owed:), once to record the welcome mail (sent:). The deny-all goes, the secret is restored and refilled with fresh credentials."
 
 "$py" scripts/moto_show.py summary --dir "$dir" --endpoint "$endpoint"
+
+# The security team's view: what AWS holds against HR and the rules, from read-only
+# calls (authorization details, credential report, secrets listed with their tags).
+audit() {
+  if env AWS_ENDPOINT_URL="$endpoint" AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=test \
+    AWS_SECRET_ACCESS_KEY=test PROVISIONING_RULES="$rules" \
+    target/debug/hr-iam-audit --format csv 2>/dev/null; then
+    echo "exit 0: clean"
+  else
+    echo "exit $?"
+  fi
+}
+echo
+bold "== 8. the audit of what the demo made (hr-iam-audit --format csv: one finding a row)"
+echo "   Every managed user matches its rule and every key is the stored one: no finding, exit 0."
+audit | sed 's/^/   /'
+echo
+bold "== 9. one change by hand, then the audit again"
+echo "   Someone adds sam.sales to developers by hand: the audit reports it (extra-grant), exit 1."
+"$py" - "$endpoint" <<'EOF'
+import sys, boto3
+boto3.client("iam", endpoint_url=sys.argv[1], region_name="us-east-1", aws_access_key_id="test",
+             aws_secret_access_key="test").add_user_to_group(UserName="sam.sales", GroupName="developers")
+EOF
+audit | sed 's/^/   /'
 echo "   function log: ${dir#"$root"/}/function.log"
 echo "demo took $((SECONDS - started)) s" >&2
