@@ -62,7 +62,7 @@ SCHEMA = json.loads((ROOT / "docs" / "event.schema.json").read_text())
 
 FENCE = re.compile(r"^```([A-Za-z0-9_+-]*)([^\n]*)\n(.*?)^```[ \t]*$", re.M | re.S)
 KNOWN_TAGS = {"event-joined", "event-left", "send-cli", "send-boto3", "read-secret",
-              "run-demo", "demo-excerpt", "by-hand"}
+              "run-demo", "demo-excerpt", "by-hand", "audit-readonly"}
 
 
 def fenced(text):
@@ -392,6 +392,32 @@ def run_demo(tmp_path, name):
     print(f"demo run {name}: {took:.0f} s")
     out = r.stdout.replace(str(demo_dir), "<DEMO_DIR>")
     return out, (demo_dir / "function.log").read_text()
+
+
+@pytest.mark.slow
+@slow
+def test_the_audit_block_for_security_reviewers(aws_env, tmp_path):
+    """The reviewers' block against moto, with the debug build that `cargo test` made
+    (the block's release build is not repeated here): an account with nothing managed
+    is clean, so every command exits 0; `plan` shows what a joiner would do."""
+    audit = ROOT / "target" / "debug" / "hr-iam-audit"
+    if not audit.exists():
+        subprocess.run(["cargo", "build", "--bin", "hr-iam-audit"], cwd=ROOT, check=True)
+    script = block("audit-readonly")
+    assert script.startswith("cargo build --release --bin hr-iam-audit\n")
+    script = script.split("\n", 1)[1].replace("target/release/hr-iam-audit", str(audit))
+    (tmp_path / "rules.json").write_text(
+        '{"default":{"groups":[],"console":true,"access_key":false}}')
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    (tmp_path / "event.json").write_text(json.dumps({
+        "event_id": "readme-1", "event_type": "employee.joined", "occurred_at": now,
+        "employee": {"employee_id": "E1", "email": "jane.doe@example.com"}}))
+    env = dict(aws_env, SENDER_EMAIL="it@example.com",
+               FUNCTION_ARN="arn:aws:lambda:us-east-1:123456789012:function:hr-prov")
+    out = run_shell(script, env, tmp_path)
+    assert '"users"' in out and '"findings"' in out
+    assert "code,user_name,secret_name,detail" in out
+    assert "CreateUser" in out and "CreateLoginProfile" in out
 
 
 @pytest.mark.slow
