@@ -141,12 +141,19 @@ pub fn http_client() -> SharedHttpClient {
         .build_https()
 }
 
-/// SDK retries are off: [`crate::aws::call`] is the one retry policy, so that its
-/// budget is the whole budget.
+/// SDK retries stay off (one attempt per SDK call): [`crate::aws::call`] is the one
+/// retry policy, so that its budget is the whole budget. The SDK's *adaptive* mode
+/// is on for its client-side rate limiter alone: one per service, shared by every
+/// record of this instance (a process-wide partition). Dormant until the service
+/// first throttles, it then paces this instance's requests (CUBIC: cut to 0.7x of
+/// the measured rate on a throttle, then probing back up), waiting before a request
+/// is sent, outside the attempt timeout. Concurrent instances each find their share
+/// of the account-wide rate (IAM's is shared by the whole account) instead of
+/// hammering it with retries.
 pub async fn sdk_config() -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .http_client(http_client())
-        .retry_config(RetryConfig::disabled())
+        .retry_config(RetryConfig::adaptive().with_max_attempts(1))
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(3))
@@ -157,10 +164,23 @@ pub async fn sdk_config() -> SdkConfig {
         .await
 }
 
-/// `emulator`: the endpoint is a local emulator, which may lack an API.
+/// `emulator`: the endpoint is a local emulator, which may lack an API and does not
+/// refuse a user name that differs from an existing one only in case.
 pub fn services(sdk: &SdkConfig, config: &Config, emulator: bool) -> Services {
+    services_with(sdk, config, emulator, emulator)
+}
+
+/// As [`services`], choosing the case-clash check apart: `case_scan` lists the
+/// account for a case-insensitive holder of every name GetUser does not find;
+/// without it, CreateUser's own refusal (EntityAlreadyExists) is relied on.
+pub fn services_with(
+    sdk: &SdkConfig,
+    config: &Config,
+    emulator: bool,
+    case_scan: bool,
+) -> Services {
     Services {
-        iam: Iam::new(aws_sdk_iam::Client::new(sdk), emulator),
+        iam: Iam::new(aws_sdk_iam::Client::new(sdk), emulator).with_case_scan(case_scan),
         secrets: Secrets::new(
             aws_sdk_secretsmanager::Client::new(sdk),
             config.kms_key_id.clone(),
@@ -173,5 +193,39 @@ pub async fn services_from_env(config: &Config) -> Services {
     // Only an emulator endpoint may lack an API; real AWS never does.
     let emulator = std::env::var_os("AWS_ENDPOINT_URL").is_some()
         || std::env::var_os("AWS_ENDPOINT_URL_IAM").is_some();
-    services(&sdk_config().await, config, emulator)
+    let case_scan = case_scan_from(std::env::var("HR_IAM_CASE_CHECK").ok().as_deref(), emulator);
+    services_with(&sdk_config().await, config, emulator, case_scan)
+}
+
+/// `HR_IAM_CASE_CHECK` (tests and benches only): `scan` lists the account before
+/// creating a user, `create` relies on CreateUser's refusal. Unset: `scan` against
+/// an emulator endpoint, `create` against AWS. Anything else: the default, with a
+/// warning.
+pub fn case_scan_from(value: Option<&str>, emulator: bool) -> bool {
+    match value {
+        None | Some("") => emulator,
+        Some("scan") => true,
+        Some("create") => false,
+        Some(other) => {
+            tracing::warn!(
+                value = other,
+                "HR_IAM_CASE_CHECK is neither `scan` nor `create`; using the default"
+            );
+            emulator
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::case_scan_from;
+
+    #[test]
+    fn case_scan_defaults_to_emulators_only() {
+        assert!(case_scan_from(None, true));
+        assert!(!case_scan_from(None, false));
+        assert!(!case_scan_from(Some("create"), true));
+        assert!(case_scan_from(Some("scan"), false));
+        assert!(!case_scan_from(Some("bogus"), false));
+    }
 }
