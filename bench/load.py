@@ -238,7 +238,9 @@ def run_cell(stack, binary, k, n, r, sv, args, outdir):
     # The AWS path of the case-clash check (CreateUser's refusal, no ListUsers per
     # joiner): moto does not refuse a name that differs only in case, but no joiner
     # of the bench clashes, and the calls are those made against AWS.
-    env = function_env(stack.proxy, HR_IAM_CASE_CHECK=args.case_check,
+    # MAX_INSTANCES = K: the stack passes the event source's MaximumConcurrency, so
+    # each instance's pace floor is its share of RATE_FLOOR_PER_SECOND (default 10).
+    env = function_env(stack.proxy, HR_IAM_CASE_CHECK=args.case_check, MAX_INSTANCES=str(k),
                        **dict(kv.split("=", 1) for kv in args.fn_env))
     procs, files = [], []
     for i in range(k):

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use crate::apply::ActionLog;
 use crate::audit::{emit, emit_metrics, AuditLine, Outcome};
-use crate::aws::{with_notes, AwsError, Budget, ErrorKind, RecordNotes};
+use crate::aws::{pace, with_notes, AwsError, Budget, ErrorKind, RecordNotes};
 use crate::event::{parse_body, HrEvent, Rejection};
 use crate::service::{Provisioner, Report};
 
@@ -185,7 +185,7 @@ impl Provisioner {
         deadline: Instant,
         log: &ActionLog,
     ) -> Report {
-        let notes = Arc::new(RecordNotes::default());
+        let notes = Arc::new(RecordNotes::starting());
         let mut run = 1;
         loop {
             let report = self.run_once(ev, arn, deadline, log, &notes).await;
@@ -217,7 +217,36 @@ impl Provisioner {
         let work = Box::pin(
             AssertUnwindSafe(self.process(ev, arn, Budget::until(deadline), log)).catch_unwind(),
         );
-        match tokio::time::timeout_at(deadline, with_notes(Arc::clone(notes), work)).await {
+        let mut work = std::pin::pin!(tokio::time::timeout_at(
+            deadline,
+            with_notes(Arc::clone(notes), work)
+        ));
+        // A record that has not sent a single request when only the time one more
+        // record takes at the current pace is left (at most a quarter of its time;
+        // the pacer serves records in the order they started) is handed back
+        // untouched: SQS redelivers it, rather than the deadline cutting it halfway.
+        let now = Instant::now();
+        let tail = pace::tail_time().min(deadline.saturating_duration_since(now) / 4);
+        let late = deadline.checked_sub(tail).unwrap_or(deadline);
+        let first = tokio::select! {
+            biased;
+            r = &mut work => Some(r),
+            () = tokio::time::sleep_until(late) => None,
+        };
+        let done = match first {
+            Some(r) => r,
+            None if notes.requests_sent() == 0 => {
+                return Report {
+                    outcome: Outcome::Failed,
+                    reason: Some(
+                        "not started: too little time left before the invocation's deadline".into(),
+                    ),
+                    planned: Vec::new(),
+                }
+            }
+            None => work.await,
+        };
+        match done {
             Ok(Ok(report)) => report,
             Ok(Err(_)) => Report {
                 outcome: Outcome::Failed,

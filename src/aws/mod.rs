@@ -1,10 +1,10 @@
 //! Thin adapters over the SDK clients. Every SDK error is mapped to a few kinds the
-//! rest of the code reasons about; retries and backoff live in [`call`] alone.
-//! (The SDK only paces requests: its adaptive client-side rate limiter, one per
-//! service and process, see `wiring`; it never retries.)
+//! rest of the code reasons about; retries and backoff live in [`call`] alone, and
+//! the pace of each service's requests in [`pace`].
 
 pub mod iam;
 pub mod mail;
+pub mod pace;
 pub mod secrets;
 
 use std::future::Future;
@@ -135,7 +135,7 @@ pub enum Retry {
 /// Throttling is the exception to `max_attempts`: a throttled call changed nothing,
 /// and IAM's rate is account-wide, so on a busy day any call may be throttled many
 /// times in a row through no fault of its own. It is retried while the deadline
-/// allows (backoff capped at `throttle_cap`; the SDK's client-side rate limiter does
+/// allows (backoff capped at `throttle_cap`; the instance's pacer, [`pace`], does
 /// the pacing), instead of failing the record into SQS's visibility timeout and,
 /// five receives later, the dead-letter queue.
 #[derive(Debug, Clone, Copy)]
@@ -165,6 +165,11 @@ impl Budget {
 /// call outside any record (tests, tools) notes nothing.
 #[derive(Debug, Default)]
 pub struct RecordNotes {
+    /// The record's place in this instance's order of starting: the pacer gives
+    /// slots to the lowest first ([`pace`]).
+    seq: u64,
+    /// Requests actually sent (past the pacer).
+    sent: AtomicU32,
     /// The error with which the last failed call gave up.
     last_error: Mutex<Option<AwsError>>,
     /// Look for a case-insensitive holder of the name even where IAM itself is
@@ -173,7 +178,26 @@ pub struct RecordNotes {
     throttled: AtomicU32,
 }
 
+static RECORD_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 impl RecordNotes {
+    /// Notes for a record starting now (the next sequence number).
+    pub fn starting() -> Self {
+        RecordNotes {
+            seq: RECORD_SEQ.fetch_add(1, Ordering::Relaxed),
+            ..RecordNotes::default()
+        }
+    }
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+    /// Requests this record has sent to AWS so far.
+    pub fn requests_sent(&self) -> u32 {
+        self.sent.load(Ordering::Relaxed)
+    }
+    pub fn sent_request(&self) {
+        self.sent.fetch_add(1, Ordering::Relaxed);
+    }
     /// The error the last failed call gave up with, taken (cleared).
     pub fn take_last_error(&self) -> Option<AwsError> {
         self.last_error.lock().ok().and_then(|mut e| e.take())
