@@ -32,7 +32,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import ROOT, RuntimeEmulator, Stack, function_env, hr_event  # noqa: E402
+from harness import ROOT, RuntimeEmulator, Stack, function_env, hr_event, write_section  # noqa: E402
 from runtime_emulator import start_function  # noqa: E402
 
 DEPTS = ("engineering", "sales", None)    # a third each: 2 groups + key, 1 group, default rule
@@ -306,6 +306,7 @@ def run_cell(stack, binary, k, n, r, sv, args, outdir):
         "throttled_other": sum(v for s, v in throttles.items() if s != "iam"),
         "gb_s": handler_s * sv["memory_mb"] / 1024, "missing": len(missing), "duplicated": len(dup),
         "notes": notes + (["cell timed out"] if timed_out else []), "timed_out": timed_out,
+        "counts_ok": not notes,
         "ops": counts.get("iam", {}),
         "mean_batch": statistics.mean(i["n"] for i in es.invocations) if es.invocations else 0,
         "max_handler_s": max(((i["handler_ms"] or 0) for i in es.invocations), default=0) / 1000,
@@ -326,7 +327,8 @@ def target_for(row):
 
 def verdict(row):
     t = target_for(row)
-    clean = row["dlq"] == 0 and row["missing"] == 0 and row["duplicated"] == 0 and not row["timed_out"]
+    clean = (row["dlq"] == 0 and row["missing"] == 0 and row["duplicated"] == 0 and not row["timed_out"]
+             and row["counts_ok"])
     fast = t is None or (row["ratio"] is not None and row["ratio"] <= t)
     return clean, fast, t
 
@@ -337,8 +339,8 @@ def table(rows):
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for x in rows:
         clean, fast, t = verdict(x)
-        once = "yes" if x["missing"] == 0 and x["duplicated"] == 0 else \
-            f"**no**: {x['missing']} missing, {x['duplicated']} duplicated"
+        once = "yes" if x["missing"] == 0 and x["duplicated"] == 0 and x["counts_ok"] else \
+            f"**no**: {x['missing']} missing, {x['duplicated']} duplicated; {'; '.join(x['notes'])}"
         lines.append(
             f"| {x['K']} | {x['N']} | {x['R']} | {x['wall_s']:.1f} s | {x['bound_s']:.1f} s ({x['iam_calls']}) | "
             f"{x['ratio']:.2f}x | {'<= %.2fx' % t if t else '-'} | {x['dlq']} | {x['receives_per_record']:.2f} | "
@@ -364,18 +366,6 @@ def cold_ratio(stack, binary, bare, runs, outdir):
             "prov_first": med(prov, "first"), "bare_first": med(bar, "first"),
             "prov_warm": med(prov, "warm"), "bare_warm": med(bar, "warm"),
             "failures": pf + bf, "runs": runs}
-
-
-def write_section(path, text, begin="<!-- load:begin -->", end="<!-- load:end -->"):
-    """Replaces this bench's section of results.md; other sections are kept."""
-    old = open(path).read() if os.path.exists(path) else "# Benchmark results\n"
-    block = f"{begin}\n{text.rstrip()}\n{end}\n"
-    if begin in old and end in old:
-        new = old[:old.index(begin)] + block + old[old.index(end) + len(end) + 1:]
-    else:
-        new = old.rstrip() + "\n\n" + block
-    with open(path, "w") as f:
-        f.write(new)
 
 
 def main():
@@ -447,7 +437,7 @@ def main():
     body = text + "\n\n" + "\n".join(f"- {x}" for x in notes) + "\n"
     print(body)
     if not a.ci and not a.no_write:
-        write_section(a.out, "## Load: acquisition day (issue 12)\n\n"
+        write_section(a.out, "load", "## Load: acquisition day (issue 12)\n\n"
                       f"Written by `scripts/load.sh` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.\n\n"
                       + body)
     bad = [x for x in rows if not verdict(x)[0]]
