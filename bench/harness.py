@@ -199,3 +199,19 @@ class Function:
         except OSError:
             return None
         return None
+
+
+def write_section(path, name, text):
+    """Replaces one bench's section of results.md (between `<!-- name:begin -->` and
+    `<!-- name:end -->`), keeping the others; appended if it is not there yet."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    old = open(path).read() if os.path.exists(path) else "# Benchmark results\n"
+    block = f"{begin}\n{text.rstrip()}\n{end}\n"
+    if begin in old and end in old:
+        new = old[:old.index(begin)] + block + old[old.index(end) + len(end):].lstrip("\n")
+        if not new.endswith("\n"):
+            new += "\n"
+    else:
+        new = old.rstrip() + "\n\n" + block
+    with open(path, "w") as f:
+        f.write(new)

@@ -1,10 +1,14 @@
 //! The SQS batch: records run concurrently (bounded), except that records of one
 //! FIFO message group, or naming one user, run one after another in batch order.
-//! A record that fails stops the rest of its FIFO group. The answer lists exactly
-//! the records that were not fully applied.
+//! A record that fails for a reason that may pass (throttling, a transient error)
+//! is run again within the invocation while its deadline allows, rather than handed
+//! back to SQS to wait out the visibility timeout. A record that still fails stops
+//! the rest of its FIFO group. The answer lists exactly the records that were not
+//! fully applied.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
@@ -13,7 +17,7 @@ use tokio::time::Instant;
 
 use crate::apply::ActionLog;
 use crate::audit::{emit, emit_metrics, AuditLine, Outcome};
-use crate::aws::Budget;
+use crate::aws::{pace, with_notes, AwsError, Budget, ErrorKind, RecordNotes};
 use crate::event::{check_window, parse_body, HrEvent, Rejection};
 use crate::service::{Provisioner, Report};
 use time::OffsetDateTime;
@@ -22,6 +26,11 @@ use time::OffsetDateTime;
 const MARGIN: Duration = Duration::from_millis(1500);
 /// Used when the runtime gives no deadline (tests, tools).
 const DEFAULT_TIME: Duration = Duration::from_secs(60);
+/// Runs of one record within the invocation, at most (the first included).
+const MAX_RUNS: u32 = 4;
+/// A record is not run again with less time than this left: it could not finish,
+/// and SQS's redelivery does the same job.
+const RERUN_MIN_TIME: Duration = Duration::from_secs(3);
 
 struct Record {
     index: usize,
@@ -162,7 +171,9 @@ impl Provisioner {
         out
     }
 
-    /// One record, isolated: a panic or the deadline fails this record only.
+    /// One record, isolated: a panic or the deadline fails this record only. A
+    /// failure that may pass is retried here (see [`rerun_after`]); every run reads
+    /// AWS afresh and finishes only the missing steps, as a redelivery would.
     async fn run_record(
         &self,
         ev: &HrEvent,
@@ -170,9 +181,67 @@ impl Provisioner {
         deadline: Instant,
         log: &ActionLog,
     ) -> Report {
-        let work =
-            AssertUnwindSafe(self.process(ev, arn, Budget::until(deadline), log)).catch_unwind();
-        match tokio::time::timeout_at(deadline, work).await {
+        let notes = Arc::new(RecordNotes::starting());
+        let mut run = 1;
+        loop {
+            let report = self.run_once(ev, arn, deadline, log, &notes).await;
+            let last = notes.take_last_error();
+            let Some(pause) = rerun_after(&report, last.as_ref(), run, &notes) else {
+                return report;
+            };
+            if Instant::now() + pause + RERUN_MIN_TIME > deadline {
+                return report;
+            }
+            tracing::warn!(event_id = %ev.event_id, user_name = %ev.user_name, run,
+                reason = report.reason.as_deref().unwrap_or_default(),
+                "record failed for a reason that may pass: running it again");
+            tokio::time::sleep(pause).await;
+            run += 1;
+        }
+    }
+
+    async fn run_once(
+        &self,
+        ev: &HrEvent,
+        arn: &str,
+        deadline: Instant,
+        log: &ActionLog,
+        notes: &Arc<RecordNotes>,
+    ) -> Report {
+        // Boxed: the record's future is deep, and one more level would exceed the
+        // compiler's query depth where the lanes are polled together.
+        let work = Box::pin(
+            AssertUnwindSafe(self.process(ev, arn, Budget::until(deadline), log)).catch_unwind(),
+        );
+        let mut work = std::pin::pin!(tokio::time::timeout_at(
+            deadline,
+            with_notes(Arc::clone(notes), work)
+        ));
+        // A record that has not sent a single request when only the time one more
+        // record takes at the current pace is left (at most a quarter of its time;
+        // the pacer serves records in the order they started) is handed back
+        // untouched: SQS redelivers it, rather than the deadline cutting it halfway.
+        let now = Instant::now();
+        let tail = pace::tail_time().min(deadline.saturating_duration_since(now) / 4);
+        let late = deadline.checked_sub(tail).unwrap_or(deadline);
+        let first = tokio::select! {
+            biased;
+            r = &mut work => Some(r),
+            () = tokio::time::sleep_until(late) => None,
+        };
+        let done = match first {
+            Some(r) => r,
+            None if notes.requests_sent() == 0 => {
+                return Report::new(
+                    Outcome::Failed,
+                    Some(
+                        "not started: too little time left before the invocation's deadline".into(),
+                    ),
+                )
+            }
+            None => work.await,
+        };
+        match done {
             Ok(Ok(report)) => report,
             Ok(Err(_)) => Report::new(
                 Outcome::Failed,
@@ -183,6 +252,41 @@ impl Provisioner {
                 Some("the invocation's deadline was reached".into()),
             ),
         }
+    }
+}
+
+/// Whether (and after what pause) a failed record is worth running again in this
+/// invocation. Only when it failed with the AWS error its last failed call gave up
+/// with (not a panic, the deadline or an internal error), and that error may pass:
+/// - throttling or a transient error (their retries ran out);
+/// - CreateUser's EntityAlreadyExists: IAM refused the name although GetUser did
+///   not find it, so it is held in another case (or the user was created a moment
+///   ago). The next run's lookup looks for the holder, and the planner rejects the
+///   record if someone else holds the name.
+fn rerun_after(
+    report: &Report,
+    last: Option<&AwsError>,
+    run: u32,
+    notes: &RecordNotes,
+) -> Option<Duration> {
+    let e = last?;
+    if report.outcome != Outcome::Failed
+        || run >= MAX_RUNS
+        || report.reason.as_deref() != Some(e.to_string().as_str())
+    {
+        return None;
+    }
+    match (e.op, e.kind) {
+        ("CreateUser", ErrorKind::AlreadyExists) if !notes.case_scan() => {
+            notes.request_case_scan();
+            Some(Duration::ZERO)
+        }
+        (_, ErrorKind::Throttled | ErrorKind::Transient) => {
+            // 0.5 s, 1 s, 2 s, each with full jitter.
+            let ceiling = Duration::from_millis(500) * (1 << (run - 1).min(4));
+            Some(ceiling.mul_f64(rand::random::<f64>()))
+        }
+        _ => None,
     }
 }
 

@@ -12,6 +12,7 @@ use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use crate::apply::Services;
 use crate::aws::iam::Iam;
 use crate::aws::mail::Mailer;
+use crate::aws::pace::{paced, Pacer};
 use crate::aws::secrets::Secrets;
 use crate::config::Config;
 
@@ -142,7 +143,10 @@ pub fn http_client() -> SharedHttpClient {
 }
 
 /// SDK retries are off: [`crate::aws::call`] is the one retry policy, so that its
-/// budget is the whole budget.
+/// budget is the whole budget. Pacing is ours too ([`crate::aws::pace`], in front
+/// of each client's connector), so the connector waits for its slot before it sends:
+/// a hung answer is caught by the read timeout (time to the answer's head), not an
+/// attempt timeout that would also count the wait for the instance's turn.
 pub async fn sdk_config() -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .http_client(http_client())
@@ -150,22 +154,101 @@ pub async fn sdk_config() -> SdkConfig {
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(3))
-                .operation_attempt_timeout(Duration::from_secs(10))
+                .read_timeout(Duration::from_secs(10))
                 .build(),
         )
         .load()
         .await
 }
 
-/// `emulator`: the endpoint is a local emulator, which may lack an API.
+/// The pace floor of each service's client-side rate limiter, per instance:
+/// `RATE_FLOOR_PER_SECOND` (calls per second the account can always give the
+/// function, per service; default 10) divided by `MAX_INSTANCES` (the event source
+/// mapping's MaximumConcurrency; default 1). Set both from the stack.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pacing {
+    pub floor_per_instance: f64,
+}
+
+impl Default for Pacing {
+    fn default() -> Self {
+        Pacing {
+            floor_per_instance: DEFAULT_RATE_FLOOR,
+        }
+    }
+}
+
+pub const DEFAULT_RATE_FLOOR: f64 = 10.0;
+
+impl Pacing {
+    /// Reads the two variables; `Err` names the one that is invalid.
+    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Pacing, String> {
+        let floor = match var("RATE_FLOOR_PER_SECOND").as_deref() {
+            None | Some("") => DEFAULT_RATE_FLOOR,
+            Some(v) => match v.parse::<f64>() {
+                Ok(f) if f.is_finite() && (0.1..=10_000.0).contains(&f) => f,
+                _ => {
+                    return Err(format!(
+                        "RATE_FLOOR_PER_SECOND must be a number from 0.1 to 10000, got {v:?}"
+                    ))
+                }
+            },
+        };
+        let instances = match var("MAX_INSTANCES").as_deref() {
+            None | Some("") => 1,
+            Some(v) => match v.parse::<u32>() {
+                Ok(n) if (1..=1000).contains(&n) => n,
+                _ => {
+                    return Err(format!(
+                        "MAX_INSTANCES must be a whole number from 1 to 1000, got {v:?}"
+                    ))
+                }
+            },
+        };
+        Ok(Pacing {
+            floor_per_instance: floor / f64::from(instances),
+        })
+    }
+}
+
+/// `emulator`: the endpoint is a local emulator, which may lack an API and does not
+/// refuse a user name that differs from an existing one only in case.
 pub fn services(sdk: &SdkConfig, config: &Config, emulator: bool) -> Services {
+    services_with(sdk, config, emulator, emulator, Pacing::default())
+}
+
+/// As [`services`], choosing the case-clash check apart: `case_scan` lists the
+/// account for a case-insensitive holder of every name GetUser does not find;
+/// without it, CreateUser's own refusal (EntityAlreadyExists) is relied on. Each
+/// client gets its own pacer (one per service, shared by every record).
+pub fn services_with(
+    sdk: &SdkConfig,
+    config: &Config,
+    emulator: bool,
+    case_scan: bool,
+    pacing: Pacing,
+) -> Services {
+    let base = sdk.http_client().unwrap_or_else(http_client);
+    let floor = pacing.floor_per_instance;
+    let iam = aws_sdk_iam::config::Builder::from(sdk)
+        .http_client(paced(base.clone(), Pacer::new("iam", floor)))
+        .build();
+    let sm = aws_sdk_secretsmanager::config::Builder::from(sdk)
+        .http_client(paced(base.clone(), Pacer::new("secretsmanager", floor)))
+        .build();
+    let ses = aws_sdk_sesv2::config::Builder::from(sdk)
+        .http_client(paced(base, Pacer::new("sesv2", floor)))
+        .build();
     Services {
-        iam: Iam::new(aws_sdk_iam::Client::new(sdk), emulator),
+        iam: Iam::new(aws_sdk_iam::Client::from_conf(iam), emulator).with_case_scan(case_scan),
         secrets: Secrets::new(
-            aws_sdk_secretsmanager::Client::new(sdk),
+            aws_sdk_secretsmanager::Client::from_conf(sm),
             config.kms_key_id.clone(),
         ),
-        mailer: Mailer::new(aws_sdk_sesv2::Client::new(sdk), config.sender_email.clone()),
+        mailer: Mailer::new(
+            aws_sdk_sesv2::Client::from_conf(ses),
+            config.sender_email.clone(),
+        ),
     }
 }
 
@@ -173,5 +256,81 @@ pub async fn services_from_env(config: &Config) -> Services {
     // Only an emulator endpoint may lack an API; real AWS never does.
     let emulator = std::env::var_os("AWS_ENDPOINT_URL").is_some()
         || std::env::var_os("AWS_ENDPOINT_URL_IAM").is_some();
-    services(&sdk_config().await, config, emulator)
+    let case_scan = case_scan_from(std::env::var("HR_IAM_CASE_CHECK").ok().as_deref(), emulator);
+    let pacing = match Pacing::from_env(|k| std::env::var(k).ok()) {
+        Ok(p) => p,
+        Err(e) => {
+            // As for every other setting: one clear message, and never half-run.
+            tracing::error!("{e}");
+            std::process::exit(2);
+        }
+    };
+    services_with(&sdk_config().await, config, emulator, case_scan, pacing)
+}
+
+/// `HR_IAM_CASE_CHECK` (tests and benches only): `scan` lists the account before
+/// creating a user, `create` relies on CreateUser's refusal. Unset: `scan` against
+/// an emulator endpoint, `create` against AWS. Anything else: the default, with a
+/// warning.
+pub fn case_scan_from(value: Option<&str>, emulator: bool) -> bool {
+    match value {
+        None | Some("") => emulator,
+        Some("scan") => true,
+        Some("create") => false,
+        Some(other) => {
+            tracing::warn!(
+                value = other,
+                "HR_IAM_CASE_CHECK is neither `scan` nor `create`; using the default"
+            );
+            emulator
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{case_scan_from, Pacing};
+
+    #[test]
+    fn pacing_floor_is_the_account_floor_shared_by_the_instances() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        assert_eq!(Pacing::from_env(env(&[])).unwrap().floor_per_instance, 10.0);
+        assert_eq!(
+            Pacing::from_env(env(&[("MAX_INSTANCES", "20")]))
+                .unwrap()
+                .floor_per_instance,
+            0.5
+        );
+        assert_eq!(
+            Pacing::from_env(env(&[
+                ("RATE_FLOOR_PER_SECOND", "50"),
+                ("MAX_INSTANCES", "5")
+            ]))
+            .unwrap()
+            .floor_per_instance,
+            10.0
+        );
+        assert!(Pacing::from_env(env(&[("MAX_INSTANCES", "0")]))
+            .unwrap_err()
+            .contains("MAX_INSTANCES"));
+        assert!(Pacing::from_env(env(&[("RATE_FLOOR_PER_SECOND", "fast")]))
+            .unwrap_err()
+            .contains("RATE_FLOOR_PER_SECOND"));
+    }
+
+    #[test]
+    fn case_scan_defaults_to_emulators_only() {
+        assert!(case_scan_from(None, true));
+        assert!(!case_scan_from(None, false));
+        assert!(!case_scan_from(Some("create"), true));
+        assert!(case_scan_from(Some("scan"), false));
+        assert!(!case_scan_from(Some("bogus"), false));
+    }
 }

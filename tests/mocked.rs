@@ -222,6 +222,9 @@ async fn throttling_and_eventual_consistency_are_retried_to_success() {
     assert_eq!(send.num_calls(), 2);
 }
 
+/// Throttling is retried for as long as the deadline allows (not a fixed number of
+/// attempts: IAM's rate is account-wide); the deadline ends it, and the record is
+/// failed for redelivery.
 #[tokio::test]
 async fn a_budget_that_runs_out_fails_the_record_for_redelivery() {
     let get_user = mock!(Iam::get_user).then_http_response(|| iam_error(400, "Throttling"));
@@ -234,8 +237,29 @@ async fn a_budget_that_runs_out_fails_the_record_for_redelivery() {
         client!(aws_sdk_sesv2, &ses.iter().collect::<Vec<_>>()),
         &[],
     );
-    assert_eq!(run(&p, event("joined")).await, ["m1"]);
-    assert_eq!(get_user.num_calls(), 10, "the retry budget is bounded");
+    let started = tokio::time::Instant::now();
+    let deadline = started + Duration::from_secs(5);
+    let failed: Vec<String> = p
+        .handle_batch(
+            event("joined"),
+            "arn:aws:lambda:us-east-1:123456789012:function:f",
+            deadline,
+        )
+        .await
+        .batch_item_failures
+        .into_iter()
+        .map(|f| f.item_identifier)
+        .collect();
+    assert_eq!(failed, ["m1"]);
+    assert!(
+        get_user.num_calls() > 10,
+        "throttling is retried past 10 attempts: {}",
+        get_user.num_calls()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "and the deadline ends it"
+    );
 }
 
 #[tokio::test]

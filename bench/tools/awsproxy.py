@@ -5,6 +5,7 @@ Stdlib only (Python 3.11+). Binds and connects to 127.0.0.1 only.
 
     python awsproxy.py --listen-port P --upstream http://127.0.0.1:M
         [--latency-ms 40] [--throttle-rate 0.3 --seed 7]
+        [--iam-rate 50 [--iam-burst 50]]
         [--kill-after-mutations K --kill-pid-file FILE] [--log FILE]
 
 The function under test points AWS_ENDPOINT_URL at this proxy; the proxy
@@ -13,7 +14,8 @@ forwards to the upstream (a moto server).  Control endpoints (never forwarded):
     GET  /__proxy/stats   -> {"calls":[...], "counts":{svc:{op:n}}, ...}
     POST /__proxy/reset   -> clears calls/counts/killed_after (config kept)
     POST /__proxy/config  <- {"throttle_rate":..,"kill_after_mutations":..,
-                              "latency_ms":..,"kill_pid":..,"seed":..}
+                              "latency_ms":..,"kill_pid":..,"seed":..,
+                              "iam_rate":..,"iam_burst":..}
     GET  /__proxy/config  -> current config
 
 Request and response bodies are never logged or stored (they hold secrets).
@@ -229,11 +231,35 @@ def throttle_response(service: str):
     return None
 
 
+# --------------------------------------------------------------------------- account-wide rate limit
+
+class TokenBucket:
+    """IAM's account-wide request rate: `rate` tokens per second, at most `burst` kept.
+    A call that finds no whole token is throttled and takes nothing (a refused call
+    does not use up the account's rate)."""
+
+    def __init__(self, rate: float, burst: float | None = None):
+        self.rate = float(rate)
+        self.burst = float(burst if burst else max(1.0, self.rate))
+        self.tokens = self.burst
+        self.t = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.t) * self.rate)
+        self.t = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
 # --------------------------------------------------------------------------- proxy
 
 class Proxy:
     def __init__(self, upstream: str, latency_ms=0.0, throttle_rate=0.0, seed=None,
-                 kill_after_mutations=None, kill_pid_file=None, kill_pid=None, log_path=None):
+                 kill_after_mutations=None, kill_pid_file=None, kill_pid=None, log_path=None,
+                 iam_rate=None, iam_burst=None):
         u = urllib.parse.urlsplit(upstream)
         if u.scheme != "http" or u.hostname not in ("127.0.0.1", "localhost"):
             raise SystemExit("--upstream must be http://127.0.0.1:<port>")
@@ -246,6 +272,9 @@ class Proxy:
         self.kill_pid_file = kill_pid_file
         self.kill_pid = kill_pid
         self.mutations_since_arm = 0
+        self.iam_rate = float(iam_rate) if iam_rate else None
+        self.iam_burst = float(iam_burst) if iam_burst else None
+        self.iam_bucket = TokenBucket(self.iam_rate, self.iam_burst) if self.iam_rate else None
         self.log = open(log_path, "a", buffering=1) if log_path else None
         self.reset()
 
@@ -258,7 +287,8 @@ class Proxy:
     def config(self):
         return {"latency_ms": self.latency_ms, "throttle_rate": self.throttle_rate, "seed": self.seed,
                 "kill_after_mutations": self.kill_after_mutations, "kill_pid": self.kill_pid,
-                "kill_pid_file": self.kill_pid_file, "mutations_since_arm": self.mutations_since_arm}
+                "kill_pid_file": self.kill_pid_file, "mutations_since_arm": self.mutations_since_arm,
+                "iam_rate": self.iam_rate, "iam_burst": self.iam_bucket.burst if self.iam_bucket else None}
 
     def apply_config(self, cfg: dict):
         if "latency_ms" in cfg:
@@ -276,6 +306,11 @@ class Proxy:
             k = cfg["kill_after_mutations"]
             self.kill_after_mutations = int(k) if k else None
             self.mutations_since_arm = 0
+        if "iam_rate" in cfg or "iam_burst" in cfg:
+            # A new bucket starts full.
+            self.iam_rate = float(cfg.get("iam_rate", self.iam_rate) or 0) or None
+            self.iam_burst = float(cfg.get("iam_burst", self.iam_burst) or 0) or None
+            self.iam_bucket = TokenBucket(self.iam_rate, self.iam_burst) if self.iam_rate else None
 
     def record(self, entry: dict):
         entry["seq"] = len(self.calls)
@@ -295,6 +330,7 @@ class Proxy:
                 "kills": self.kill_events,
                 "total": len(self.calls),
                 "throttled": sum(1 for c in self.calls if c.get("throttled")),
+                "rate_limited": sum(1 for c in self.calls if c.get("rate_limited")),
                 "mutations": sum(1 for c in self.calls if c["mutating"] and not c.get("throttled")),
                 "config": self.config()}
 
@@ -376,6 +412,14 @@ class Proxy:
             await self.send(writer, status, reason, rh, rb, close)
             return True
 
+        if service == "iam" and self.iam_bucket is not None and not self.iam_bucket.take():
+            status, reason, rh, rb = throttle_response(service)
+            entry.update(status=status, throttled=True, rate_limited=True,
+                         ms=round((time.monotonic() - t0) * 1000, 3))
+            self.record(entry)
+            await self.send(writer, status, reason, rh, rb, close)
+            return True
+
         kill_now = False
         if mutating and self.kill_after_mutations:
             self.mutations_since_arm += 1
@@ -445,7 +489,8 @@ class Proxy:
 async def amain(args):
     proxy = Proxy(args.upstream, latency_ms=args.latency_ms, throttle_rate=args.throttle_rate,
                   seed=args.seed, kill_after_mutations=args.kill_after_mutations,
-                  kill_pid_file=args.kill_pid_file, log_path=args.log)
+                  kill_pid_file=args.kill_pid_file, log_path=args.log,
+                  iam_rate=args.iam_rate, iam_burst=args.iam_burst)
     server = await asyncio.start_server(proxy.handle, HOST, args.listen_port, limit=READ_LIMIT,
                                         reuse_address=True)
     port = server.sockets[0].getsockname()[1]
@@ -465,6 +510,9 @@ def main(argv=None):
     p.add_argument("--latency-ms", type=float, default=0.0)
     p.add_argument("--throttle-rate", type=float, default=0.0)
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--iam-rate", type=float, default=None,
+                   help="account-wide IAM calls per second (token bucket); above it: Throttling")
+    p.add_argument("--iam-burst", type=float, default=None, help="bucket size (default: one second of --iam-rate)")
     p.add_argument("--kill-after-mutations", type=int, default=None)
     p.add_argument("--kill-pid-file", default=None)
     p.add_argument("--log", default=None, help="append one JSON line per call (no bodies)")

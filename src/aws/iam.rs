@@ -16,6 +16,10 @@ pub struct Iam {
     /// Local emulators lack a few IAM APIs; only there may an unimplemented read be
     /// taken as "nothing of that kind". Never set against real AWS.
     pub tolerate_unsupported: bool,
+    /// Scan the account for a case-insensitive holder of a name GetUser does not
+    /// find, before creating it: only for emulators, which (unlike IAM) accept a
+    /// name that differs from an existing one only in case. See [`Iam::lookup`].
+    pub case_scan: bool,
 }
 
 /// Which reads a plan needs: a joiner never looks at MFA or SSH keys.
@@ -47,15 +51,30 @@ macro_rules! listed {
 }
 
 impl Iam {
+    /// `tolerate_unsupported` (an emulator) also turns the up-front case scan on.
     pub fn new(client: Client, tolerate_unsupported: bool) -> Self {
         Iam {
             client,
             tolerate_unsupported,
+            case_scan: tolerate_unsupported,
         }
+    }
+
+    /// Overrides the up-front case scan (e.g. to measure the AWS path on an emulator).
+    pub fn with_case_scan(mut self, on: bool) -> Self {
+        self.case_scan = on;
+        self
     }
 
     /// Finds the user by name. IAM names are unique regardless of case: a user whose
     /// name differs only in case is a clash, never a match.
+    ///
+    /// When GetUser finds no such user, IAM itself guards the name: CreateUser
+    /// refuses a name that differs from an existing one only in case
+    /// (EntityAlreadyExists), so against AWS the name counts as free and no account-
+    /// wide list is read per joiner. Only after such a refusal (the record's notes
+    /// ask for it: the batch runs the record again) or against an emulator, which
+    /// does not enforce it (`case_scan`), is the account listed for the holder.
     pub async fn lookup(&self, name: &str, b: &Budget) -> Result<Lookup, AwsError> {
         let c = &self.client;
         match op!(b, Retry::Safe, "GetUser", c.get_user().user_name(name)).await {
@@ -86,9 +105,11 @@ impl Iam {
                         .map(str::to_owned),
                 }))
             }
-            // Not under this exact name. Emulators compare case-sensitively, so the
-            // whole account is scanned for a case-insensitive holder of the name.
             Err(e) if e.kind == ErrorKind::NotFound => {
+                let refused = super::notes().is_some_and(|n| n.case_scan());
+                if !self.case_scan && !refused {
+                    return Ok(Lookup::Absent);
+                }
                 let users: Vec<_> = call(b, Retry::Safe, || async {
                     // Pages of 1,000 (IAM's maximum): one call for most accounts.
                     c.list_users()
@@ -101,13 +122,22 @@ impl Iam {
                         .map_err(|e| classify("ListUsers", e))
                 })
                 .await?;
-                Ok(users
+                match users
                     .iter()
                     .find(|u| u.user_name().eq_ignore_ascii_case(name))
-                    .map(|u| Lookup::Clash {
+                {
+                    // Listed under this very name but unknown to GetUser: IAM is
+                    // eventually consistent (just created, e.g. by a run that crashed).
+                    Some(u) if u.user_name() == name => Err(AwsError::new(
+                        "GetUser",
+                        ErrorKind::Transient,
+                        "the user is listed but not yet readable (eventual consistency)",
+                    )),
+                    Some(u) => Ok(Lookup::Clash {
                         existing: u.user_name().to_owned(),
-                    })
-                    .unwrap_or(Lookup::Absent))
+                    }),
+                    None => Ok(Lookup::Absent),
+                }
             }
             Err(e) => Err(e),
         }

@@ -1,11 +1,15 @@
 //! Thin adapters over the SDK clients. Every SDK error is mapped to a few kinds the
-//! rest of the code reasons about; retries and backoff live in [`call`] alone.
+//! rest of the code reasons about; retries and backoff live in [`call`] alone, and
+//! the pace of each service's requests in [`pace`].
 
 pub mod iam;
 pub mod mail;
+pub mod pace;
 pub mod secrets;
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_iam::error::ProvideErrorMetadata;
@@ -130,12 +134,20 @@ pub enum Retry {
 
 /// The retry budget of one call: attempts and a deadline the caller sets (the
 /// Lambda deadline less a margin). Backoff is exponential with full jitter.
+///
+/// Throttling is the exception to `max_attempts`: a throttled call changed nothing,
+/// and IAM's rate is account-wide, so on a busy day any call may be throttled many
+/// times in a row through no fault of its own. It is retried while the deadline
+/// allows (backoff capped at `throttle_cap`; the instance's pacer, [`pace`], does
+/// the pacing), instead of failing the record into SQS's visibility timeout and,
+/// five receives later, the dead-letter queue.
 #[derive(Debug, Clone, Copy)]
 pub struct Budget {
     pub deadline: Instant,
     pub max_attempts: u32,
     pub base: Duration,
     pub cap: Duration,
+    pub throttle_cap: Duration,
 }
 
 impl Budget {
@@ -145,8 +157,78 @@ impl Budget {
             max_attempts: 10,
             base: Duration::from_millis(50),
             cap: Duration::from_secs(2),
+            throttle_cap: Duration::from_millis(500),
         }
     }
+}
+
+/// What the calls of one record ran into, for the batch to decide whether the
+/// record is worth running again within the invocation, and how. Set up per record
+/// by the batch (a tokio task-local, so the adapters need no extra argument); a
+/// call outside any record (tests, tools) notes nothing.
+#[derive(Debug, Default)]
+pub struct RecordNotes {
+    /// The record's place in this instance's order of starting: the pacer gives
+    /// slots to the lowest first ([`pace`]).
+    seq: u64,
+    /// Requests actually sent (past the pacer).
+    sent: AtomicU32,
+    /// The error with which the last failed call gave up.
+    last_error: Mutex<Option<AwsError>>,
+    /// Look for a case-insensitive holder of the name even where IAM itself is
+    /// trusted to refuse one at CreateUser (see `Iam::lookup`).
+    case_scan: AtomicBool,
+    throttled: AtomicU32,
+}
+
+static RECORD_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl RecordNotes {
+    /// Notes for a record starting now (the next sequence number).
+    pub fn starting() -> Self {
+        RecordNotes {
+            seq: RECORD_SEQ.fetch_add(1, Ordering::Relaxed),
+            ..RecordNotes::default()
+        }
+    }
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+    /// Requests this record has sent to AWS so far.
+    pub fn requests_sent(&self) -> u32 {
+        self.sent.load(Ordering::Relaxed)
+    }
+    pub fn sent_request(&self) {
+        self.sent.fetch_add(1, Ordering::Relaxed);
+    }
+    /// The error the last failed call gave up with, taken (cleared).
+    pub fn take_last_error(&self) -> Option<AwsError> {
+        self.last_error.lock().ok().and_then(|mut e| e.take())
+    }
+    pub fn case_scan(&self) -> bool {
+        self.case_scan.load(Ordering::Relaxed)
+    }
+    pub fn request_case_scan(&self) {
+        self.case_scan.store(true, Ordering::Relaxed);
+    }
+    /// Throttled attempts so far (each was retried or ended its call).
+    pub fn throttled(&self) -> u32 {
+        self.throttled.load(Ordering::Relaxed)
+    }
+}
+
+tokio::task_local! {
+    static NOTES: Arc<RecordNotes>;
+}
+
+/// Runs `f` (one record's work) with `notes` collecting what its calls run into.
+pub async fn with_notes<F: Future>(notes: Arc<RecordNotes>, f: F) -> F::Output {
+    NOTES.scope(notes, f).await
+}
+
+/// The notes of the record being processed, if any.
+pub fn notes() -> Option<Arc<RecordNotes>> {
+    NOTES.try_with(Arc::clone).ok()
 }
 
 fn retryable(kind: ErrorKind, code: Option<&str>, retry: Retry) -> bool {
@@ -174,6 +256,15 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, AwsError>>,
 {
+    let notes = notes();
+    let give_up = |err: AwsError| {
+        if let Some(n) = &notes {
+            if let Ok(mut last) = n.last_error.lock() {
+                *last = Some(err.clone());
+            }
+        }
+        Err(err)
+    };
     let mut attempt = 0u32;
     loop {
         attempt += 1;
@@ -181,16 +272,26 @@ where
             Ok(v) => return Ok(v),
             Err(e) => e,
         };
-        if !retryable(err.kind, err.code.as_deref(), retry) || attempt >= budget.max_attempts {
-            return Err(err);
+        let throttled = err.kind == ErrorKind::Throttled;
+        if throttled {
+            if let Some(n) = &notes {
+                n.throttled.fetch_add(1, Ordering::Relaxed);
+            }
         }
-        let ceiling = budget
-            .base
-            .saturating_mul(1u32 << attempt.min(16))
-            .min(budget.cap);
+        if !retryable(err.kind, err.code.as_deref(), retry)
+            || (!throttled && attempt >= budget.max_attempts)
+        {
+            return give_up(err);
+        }
+        let cap = if throttled {
+            budget.throttle_cap
+        } else {
+            budget.cap
+        };
+        let ceiling = budget.base.saturating_mul(1u32 << attempt.min(16)).min(cap);
         let sleep = ceiling.mul_f64(rand::random::<f64>());
         if Instant::now() + sleep >= budget.deadline {
-            return Err(err);
+            return give_up(err);
         }
         tracing::debug!(op = err.op, attempt, kind = ?err.kind, "retrying AWS call");
         tokio::time::sleep(sleep).await;
@@ -218,6 +319,7 @@ mod tests {
             max_attempts: 5,
             base: Duration::from_millis(1),
             cap: Duration::from_millis(2),
+            throttle_cap: Duration::from_millis(2),
         };
         let r = call(&budget, retry, || async {
             let i = n.fetch_add(1, Ordering::SeqCst);
@@ -272,11 +374,52 @@ mod tests {
             attempts(Retry::Safe, Conflict, "DeleteConflict", 1).await,
             (1, false)
         );
-        // The budget ends it.
+        // Throttling is retried past max_attempts (the deadline ends it)...
         assert_eq!(
             attempts(Retry::Safe, Throttled, "Throttling", 99).await,
+            (100, true)
+        );
+        assert_eq!(
+            attempts(Retry::ThrottleOnly, Throttled, "Throttling", 30).await,
+            (31, true)
+        );
+        // ...anything else stops at max_attempts.
+        assert_eq!(
+            attempts(Retry::Safe, Transient, "ServiceFailure", 99).await,
             (5, false)
         );
+    }
+
+    #[tokio::test]
+    async fn throttling_is_retried_until_the_deadline_then_noted() {
+        let n = AtomicU32::new(0);
+        let budget = Budget {
+            deadline: Instant::now() + Duration::from_millis(300),
+            max_attempts: 3,
+            base: Duration::from_millis(5),
+            cap: Duration::from_millis(10),
+            throttle_cap: Duration::from_millis(10),
+        };
+        let notes = Arc::new(RecordNotes::default());
+        let r: Result<(), AwsError> = with_notes(notes.clone(), async {
+            call(&budget, Retry::Safe, || async {
+                n.fetch_add(1, Ordering::SeqCst);
+                Err(fail(ErrorKind::Throttled, "Throttling"))
+            })
+            .await
+        })
+        .await;
+        let tries = n.load(Ordering::SeqCst);
+        assert!(r.is_err());
+        assert!(
+            tries > 3,
+            "throttling is not bounded by max_attempts: {tries}"
+        );
+        assert!(Instant::now() >= budget.deadline - Duration::from_millis(20));
+        assert_eq!(notes.throttled(), tries);
+        let last = notes.take_last_error().expect("noted");
+        assert_eq!(last.kind, ErrorKind::Throttled);
+        assert!(notes.take_last_error().is_none(), "taken");
     }
 
     #[test]

@@ -1,0 +1,263 @@
+//! The AWS path of the name-clash check and the in-invocation retry (issue 12),
+//! through `aws-smithy-mocks` with real wire-format answers:
+//! - a fresh joiner against AWS makes no account-wide ListUsers: IAM itself
+//!   refuses a name that differs only in case, at CreateUser;
+//! - when CreateUser does refuse it (EntityAlreadyExists), the record is run again
+//!   at once, its lookup finds the holder, and it ends `rejected` with the clash
+//!   reason (the emulator path, which scans up front, is
+//!   `joiner::someone_elses_user_is_never_taken_over` against moto);
+//! - a record failed by an error that may pass is run again within the invocation.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use aws_sdk_iam::operation as op;
+use aws_sdk_iam::types::{AccessKey, StatusType, User};
+use aws_sdk_iam::Client as Iam;
+use aws_sdk_secretsmanager::Client as Sm;
+use aws_sdk_sesv2::Client as Ses;
+use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
+use aws_smithy_runtime_api::http::{Response, StatusCode};
+use aws_smithy_types::body::SdkBody;
+use common::Logs;
+use hr_iam_provisioner::apply::Services;
+use hr_iam_provisioner::aws::iam::Iam as IamAdapter;
+use hr_iam_provisioner::aws::mail::Mailer;
+use hr_iam_provisioner::aws::secrets::Secrets;
+use hr_iam_provisioner::config::Config;
+use hr_iam_provisioner::service::Provisioner;
+
+fn iam_error(status: u16, code: &str) -> Response {
+    let body = format!(
+        r#"<ErrorResponse xmlns="https://iam.amazonaws.com/doc/2010-05-08/"><Error><Type>Sender</Type><Code>{code}</Code><Message>{code} from the mock</Message></Error><RequestId>r</RequestId></ErrorResponse>"#
+    );
+    Response::new(StatusCode::try_from(status).unwrap(), SdkBody::from(body))
+}
+
+macro_rules! client {
+    ($krate:ident, $rules:expr) => {
+        mock_client!($krate, RuleMode::MatchAny, $rules, |c| c
+            .retry_config(RetryConfig::disabled()))
+    };
+}
+
+/// The provisioner as deployed against AWS: no emulator, so no up-front scan.
+fn aws_provisioner(iam: Iam, sm: Sm, ses: Ses) -> Provisioner {
+    let mut m: HashMap<String, String> = HashMap::new();
+    m.insert("SENDER_EMAIL".into(), "it@example.com".into());
+    m.insert(
+        "PROVISIONING_RULES".into(),
+        r#"{"default":{"groups":["staff"],"console":true,"access_key":true}}"#.into(),
+    );
+    let config = Config::from_env(|k| m.get(k).cloned()).unwrap();
+    let iam = IamAdapter::new(iam, false);
+    assert!(!iam.case_scan, "AWS mode: no up-front scan");
+    let services = Services {
+        iam,
+        secrets: Secrets::new(sm, None),
+        mailer: Mailer::new(ses, "it@example.com".into()),
+    };
+    Provisioner::new(config, services)
+}
+
+fn joiner(user: &str) -> SqsEvent {
+    let mut m = SqsMessage::default();
+    m.message_id = Some("m1".into());
+    m.body = Some(format!(
+        r#"{{"event_id":"e1","event_type":"employee.joined","occurred_at":"2026-11-22T09:00:00Z",
+            "employee":{{"employee_id":"E1","email":"{user}@example.com"}}}}"#
+    ));
+    let mut ev = SqsEvent::default();
+    ev.records = vec![m];
+    ev
+}
+
+async fn run(p: &Provisioner, ev: SqsEvent) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    p.handle_batch(
+        ev,
+        "arn:aws:lambda:us-east-1:123456789012:function:f",
+        deadline,
+    )
+    .await
+    .batch_item_failures
+    .into_iter()
+    .map(|f| f.item_identifier)
+    .collect()
+}
+
+fn user(name: &str) -> User {
+    User::builder()
+        .user_name(name)
+        .path("/staff/")
+        .user_id("AIDAHOLDER")
+        .arn(format!("arn:aws:iam::123456789012:user/staff/{name}"))
+        .create_date(aws_smithy_types::DateTime::from_secs(0))
+        .build()
+        .unwrap()
+}
+
+fn list_users(names: &'static [&'static str]) -> Rule {
+    mock!(Iam::list_users).then_output(move || {
+        op::list_users::ListUsersOutput::builder()
+            .set_users(Some(names.iter().map(|n| user(n)).collect()))
+            .build()
+            .unwrap()
+    })
+}
+
+/// Every other call a fresh joiner makes, answered OK.
+fn the_rest() -> (Vec<Rule>, Vec<Rule>, Vec<Rule>) {
+    let iam = vec![
+        mock!(Iam::list_account_aliases).then_output(|| {
+            op::list_account_aliases::ListAccountAliasesOutput::builder()
+                .set_account_aliases(Some(vec![]))
+                .build()
+                .unwrap()
+        }),
+        mock!(Iam::get_account_password_policy)
+            .then_http_response(|| iam_error(404, "NoSuchEntity")),
+        mock!(Iam::add_user_to_group)
+            .then_output(|| op::add_user_to_group::AddUserToGroupOutput::builder().build()),
+        mock!(Iam::create_access_key).then_output(|| {
+            op::create_access_key::CreateAccessKeyOutput::builder()
+                .access_key(
+                    AccessKey::builder()
+                        .user_name("jane.doe")
+                        .access_key_id("AKIAMOCK")
+                        .status(StatusType::Active)
+                        .secret_access_key("mock-secret-key-value")
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+        }),
+        mock!(Iam::create_login_profile)
+            .then_output(|| op::create_login_profile::CreateLoginProfileOutput::builder().build()),
+        mock!(Iam::tag_user).then_output(|| op::tag_user::TagUserOutput::builder().build()),
+    ];
+    let sm = vec![mock!(Sm::create_secret).then_output(|| {
+        aws_sdk_secretsmanager::operation::create_secret::CreateSecretOutput::builder().build()
+    })];
+    let ses = vec![mock!(Ses::send_email)
+        .then_output(|| aws_sdk_sesv2::operation::send_email::SendEmailOutput::builder().build())];
+    (iam, sm, ses)
+}
+
+#[tokio::test]
+async fn a_fresh_joiner_against_aws_lists_no_users() {
+    let get_user = mock!(Iam::get_user).then_http_response(|| iam_error(404, "NoSuchEntity"));
+    let create_user = mock!(Iam::create_user)
+        .then_output(|| op::create_user::CreateUserOutput::builder().build());
+    let scan = list_users(&["someone.else"]);
+    let (mut iam, sm, ses) = the_rest();
+    iam.extend([get_user.clone(), create_user.clone(), scan.clone()]);
+    let p = aws_provisioner(
+        client!(aws_sdk_iam, &iam.iter().collect::<Vec<_>>()),
+        client!(aws_sdk_secretsmanager, &sm.iter().collect::<Vec<_>>()),
+        client!(aws_sdk_sesv2, &ses.iter().collect::<Vec<_>>()),
+    );
+    assert!(run(&p, joiner("jane.doe")).await.is_empty());
+    assert_eq!(get_user.num_calls(), 1);
+    assert_eq!(create_user.num_calls(), 1);
+    assert_eq!(
+        scan.num_calls(),
+        0,
+        "no ListUsers for a fresh joiner against AWS"
+    );
+    assert_eq!(ses[0].num_calls(), 1);
+}
+
+#[tokio::test]
+async fn a_name_iam_refuses_at_create_user_is_rejected_as_a_clash() {
+    let (logs, _g) = Logs::capture();
+    // GetUser does not find "jane.doe"; CreateUser refuses it: "Jane.Doe" exists.
+    let get_user = mock!(Iam::get_user).then_http_response(|| iam_error(404, "NoSuchEntity"));
+    let create_user =
+        mock!(Iam::create_user).then_http_response(|| iam_error(409, "EntityAlreadyExists"));
+    let scan = list_users(&["someone.else", "Jane.Doe"]);
+    let (mut iam, sm, ses) = the_rest();
+    iam.extend([get_user.clone(), create_user.clone(), scan.clone()]);
+    let p = aws_provisioner(
+        client!(aws_sdk_iam, &iam.iter().collect::<Vec<_>>()),
+        client!(aws_sdk_secretsmanager, &sm.iter().collect::<Vec<_>>()),
+        client!(aws_sdk_sesv2, &ses.iter().collect::<Vec<_>>()),
+    );
+    assert_eq!(run(&p, joiner("jane.doe")).await, ["m1"]);
+    let audits = logs.audits();
+    assert_eq!(audits.len(), 1, "{audits:?}");
+    let a = &audits[0];
+    assert_eq!(a["outcome"], "rejected", "{a}");
+    assert_eq!(
+        a["reason"],
+        "user name jane.doe is taken, case-insensitively, by existing user Jane.Doe"
+    );
+    assert_eq!(a["actions"], serde_json::json!([]), "nothing was changed");
+    assert_eq!(create_user.num_calls(), 1, "never tried twice");
+    assert_eq!(
+        scan.num_calls(),
+        1,
+        "the holder is looked for only after the refusal"
+    );
+    assert_eq!(get_user.num_calls(), 2);
+    assert_eq!(ses[0].num_calls(), 0);
+    assert_eq!(sm[0].num_calls(), 0);
+}
+
+/// EntityAlreadyExists for the very name (created a moment ago, not yet readable:
+/// IAM is eventually consistent) is no clash: the record fails for redelivery and is
+/// never rejected.
+#[tokio::test]
+async fn a_refused_name_listed_as_is_is_not_a_clash() {
+    let (logs, _g) = Logs::capture();
+    let get_user = mock!(Iam::get_user).then_http_response(|| iam_error(404, "NoSuchEntity"));
+    let create_user =
+        mock!(Iam::create_user).then_http_response(|| iam_error(409, "EntityAlreadyExists"));
+    let scan = list_users(&["jane.doe"]);
+    let (mut iam, sm, ses) = the_rest();
+    iam.extend([get_user.clone(), create_user.clone(), scan.clone()]);
+    let p = aws_provisioner(
+        client!(aws_sdk_iam, &iam.iter().collect::<Vec<_>>()),
+        client!(aws_sdk_secretsmanager, &sm.iter().collect::<Vec<_>>()),
+        client!(aws_sdk_sesv2, &ses.iter().collect::<Vec<_>>()),
+    );
+    assert_eq!(run(&p, joiner("jane.doe")).await, ["m1"]);
+    let a = &logs.audits()[0];
+    assert_eq!(a["outcome"], "failed", "{a}");
+    assert_eq!(create_user.num_calls(), 1);
+    assert_eq!(ses[0].num_calls(), 0);
+}
+
+/// CreateUser answers a transient 500 (not retried by the call: it might have
+/// happened); the record is run again within the invocation, finds no user, and
+/// is applied, instead of waiting out SQS's visibility timeout.
+#[tokio::test]
+async fn a_record_failed_by_a_passing_error_is_run_again_in_the_invocation() {
+    let get_user = mock!(Iam::get_user).then_http_response(|| iam_error(404, "NoSuchEntity"));
+    let create_user = mock!(Iam::create_user)
+        .sequence()
+        .http_response(|| iam_error(500, "ServiceFailure"))
+        .output(|| op::create_user::CreateUserOutput::builder().build())
+        .build();
+    let scan = list_users(&[]);
+    let (mut iam, sm, ses) = the_rest();
+    iam.extend([get_user.clone(), create_user.clone(), scan.clone()]);
+    let p = aws_provisioner(
+        client!(aws_sdk_iam, &iam.iter().collect::<Vec<_>>()),
+        client!(aws_sdk_secretsmanager, &sm.iter().collect::<Vec<_>>()),
+        client!(aws_sdk_sesv2, &ses.iter().collect::<Vec<_>>()),
+    );
+    assert!(run(&p, joiner("jane.doe")).await.is_empty());
+    assert_eq!(create_user.num_calls(), 2);
+    assert_eq!(
+        get_user.num_calls(),
+        2,
+        "the second run read the user again"
+    );
+    assert_eq!(scan.num_calls(), 0);
+    assert_eq!(ses[0].num_calls(), 1, "one mail");
+}
