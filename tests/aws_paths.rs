@@ -140,9 +140,23 @@ fn the_rest() -> (Vec<Rule>, Vec<Rule>, Vec<Rule>) {
             .then_output(|| op::create_login_profile::CreateLoginProfileOutput::builder().build()),
         mock!(Iam::tag_user).then_output(|| op::tag_user::TagUserOutput::builder().build()),
     ];
-    let sm = vec![mock!(Sm::create_secret).then_output(|| {
-        aws_sdk_secretsmanager::operation::create_secret::CreateSecretOutput::builder().build()
-    })];
+    let sm = vec![
+        mock!(Sm::create_secret).then_output(|| {
+            aws_sdk_secretsmanager::operation::create_secret::CreateSecretOutput::builder().build()
+        }),
+        // No secret under the name yet (read before any write).
+        mock!(Sm::describe_secret).then_http_response(|| {
+            let mut r = Response::new(
+                StatusCode::try_from(400).unwrap(),
+                SdkBody::from(
+                    r#"{"__type":"ResourceNotFoundException","message":"not found from the mock"}"#,
+                ),
+            );
+            r.headers_mut()
+                .insert("x-amzn-errortype", "ResourceNotFoundException".to_owned());
+            r
+        }),
+    ];
     let ses = vec![mock!(Ses::send_email)
         .then_output(|| aws_sdk_sesv2::operation::send_email::SendEmailOutput::builder().build())];
     (iam, sm, ses)
