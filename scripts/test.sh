@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Every test: unit tests, moto integration and SDK-mock tests, the fault-injection
-# suite, and the offline infra linters.
+# Every test: unit tests, moto and ministack integration and SDK-mock tests, the
+# fault-injection suite, the reduced load scenario, the docs (schema, README
+# examples, demo) and the offline infra linters.
 # Installs what it needs (Python venvs) itself. Called by .ci/run.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -11,6 +12,9 @@ cargo test --locked --all-targets 2>&1
 # The function as a real process (Lambda Runtime API) under throttling, crashes,
 # duplicates; and a leak scan. Ends with "N passed, M failed".
 bash scripts/fault-suite.sh
+# Acquisition day in small: K=3 instances, 30 joiners, IAM at 10 calls/s through a
+# FIFO queue with its DLQ; fails on any record dead-lettered or applied twice.
+bash scripts/load.sh --ci
 # The event schema against every sample, the contract's links and lists.
 bash scripts/check-docs.sh
 # cfn-lint, checkov, parliament and the template tests.
