@@ -69,7 +69,8 @@ def calls(stats):
 def batches(stack, binary, rounds, outdir, log):
     stack.proxy_config(latency_ms=40, throttle_rate=0.0)
     res = {"one": [], "ten_j": [], "ten_l": [], "joiner_calls": [], "leaver_calls": [], "leaver10_calls": [],
-           "rss_kb": [], "failures": 0, "joiner_ops": None, "leaver_ops": None}
+           "mover": [], "mover_calls": [], "rss_kb": [], "failures": 0, "joiner_ops": None, "leaver_ops": None,
+           "mover_ops": None}
     for r in range(rounds):
         stack.reset_seed()
         emu = RuntimeEmulator(0, 60000).start()
@@ -86,6 +87,13 @@ def batches(stack, binary, rounds, outdir, log):
             st = stack.proxy_stats()
             res["joiner_calls"].append(calls(st))
             res["joiner_ops"] = st["counts"]
+            # A mover of that joiner: engineering (2 groups, console, key) -> sales (1
+            # group, console): 1 group added, 2 removed, the key deleted and unstored.
+            stack.proxy_reset()
+            res["mover"].append(run([hr_event("changed", 1, dept="sales", day=23)]))
+            st = stack.proxy_stats()
+            res["mover_calls"].append(calls(st))
+            res["mover_ops"] = st["counts"]
             stack.proxy_reset()
             res["ten_j"].append(run([hr_event("joined", 10 + k) for k in range(10)]))
             stack.proxy_reset()
@@ -133,6 +141,7 @@ def main():
     one, ten_j, ten_l = med(b["one"]), med(b["ten_j"]), med(b["ten_l"])
     rss_mb = max(b["rss_kb"]) / 1024
     jc, lc, l10 = max(b["joiner_calls"]), max(b["leaver_calls"]), max(b["leaver10_calls"])
+    mover, mc = med(b["mover"]), max(b["mover_calls"])
     zip_mb = a.zip_bytes / 1048576 if a.zip_bytes else None
 
     def ok(cond):
@@ -144,11 +153,13 @@ def main():
         ("Process start -> first answer (median / max)", "%.2f / %.2f ms" % cm("first"), "", ""),
         ("Warm answer, fresh joiner, no proxy (median / max)", "%.2f / %.2f ms" % cm("warm"), "", ""),
         ("One joiner (40 ms proxy)", f"{one:.1f} ms", "", ""),
+        ("One mover, engineering -> sales (40 ms proxy)", f"{mover:.1f} ms = {mover / one:.2f}x one joiner", "", ""),
         ("Batch of 10 joiners (40 ms proxy)", f"{ten_j:.1f} ms = {ten_j / one:.2f}x one joiner", "<= 1.5x",
          ok(ten_j / one <= 1.5)),
         ("Batch of 10 leavers (40 ms proxy)", f"{ten_l:.1f} ms = {ten_l / one:.2f}x one joiner", "<= 1.5x",
          ok(ten_l / one <= 1.5)),
         ("AWS calls per fresh joiner (2 groups, console, key)", f"{jc}", "<= 10", ok(jc <= 10)),
+        ("AWS calls per mover (engineering -> sales)", f"{mc}", "", ""),
         ("AWS calls per leaver (alone / mean in batch of 10)", f"{lc} / {l10:.1f}", "", ""),
         ("Peak RSS (VmHWM) after all batches", f"{rss_mb:.1f} MB", "<= 16 MB", ok(rss_mb <= 16)),
         ("Deployment zip", f"{zip_mb:.2f} MB ({a.zip_how})" if zip_mb else "not measured", "<= 4 MB",
@@ -163,6 +174,7 @@ def main():
         f"Cold start: {len(cold)} starts, each a fresh joiner after a moto reset, warm = another fresh joiner. "
         f"Batches: median of {a.rounds} rounds; latency = emulator enqueue -> answer.",
         f"Joiner calls: {ops(b['joiner_ops'] or {})}.",
+        f"Mover calls: {ops(b['mover_ops'] or {})}.",
         f"Leaver calls: {ops(b['leaver_ops'] or {})}.",
         f"Records reported failed: cold {cold_fail}, batches {b['failures']} (should be 0). "
         f"Bench wall time {time.time() - started:.0f} s.",

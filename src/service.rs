@@ -199,9 +199,12 @@ impl Provisioner {
         // Everything that decides whether the secret is ours, before its value is read.
         // Secrets Manager refuses most calls on a secret pending deletion: its
         // policy is checked once it is restored (apply.rs).
+        // The cut-off does not touch the secret: its policy waits for the full read.
         let policy = async {
             match &meta {
-                Some(m) if !m.scheduled => secrets.has_policy(&secret_name, b).await,
+                Some(m) if !m.scheduled && cutoff.is_none() => {
+                    secrets.has_policy(&secret_name, b).await
+                }
                 _ => Ok(false),
             }
         };
