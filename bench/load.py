@@ -12,7 +12,7 @@
 For each cell (K, N, R) it reports wall time against the bound (accepted IAM calls /
 R), records in the DLQ, receives per record, throttling errors, GB-seconds, and
 checks moto's end state: every joiner exactly once (one user, its key if any, one
-secret, one mail, the welcome recorded).
+secret, one mail, the welcome recorded: hr:welcome=sent:<event>).
 
     .venv/bin/python bench/load.py --binary target/release/bootstrap [--bare BINARY]
         [--cells 1:200:50,5:200:50] [--ci] [--out bench/results.md]
@@ -184,7 +184,7 @@ def check_end_state(data, bodies, counts):
         u = users.get(name)
         tags = {t["Key"]: t["Value"] for t in (u or {}).get("tags", [])}
         want_keys = 1 if e.get("department") == "engineering" else 0
-        ok = (u is not None and tags.get("hr:welcome-event") == b["event_id"]
+        ok = (u is not None and tags.get("hr:welcome") == "sent:" + b["event_id"]
               and tags.get("hr:employee-id") == e["employee_id"] and bool(u.get("password"))
               and keys.get(name, 0) >= want_keys and secrets.get(f"hr-provisioner/{name}", 0) >= 1
               and mails.get(e["email"], 0) >= 1)
