@@ -181,7 +181,7 @@ impl Provisioner {
         deadline: Instant,
         log: &ActionLog,
     ) -> Report {
-        let notes = Arc::new(RecordNotes::starting());
+        let notes = Arc::new(RecordNotes::starting(deadline));
         let mut run = 1;
         loop {
             let report = self.run_once(ev, arn, deadline, log, &notes).await;
@@ -217,7 +217,7 @@ impl Provisioner {
             deadline,
             with_notes(Arc::clone(notes), work)
         ));
-        // A record that has not sent a single request when only the time one more
+        // A record that has not changed anything yet when only the time one more
         // record takes at the current pace is left (at most a quarter of its time;
         // the pacer serves records in the order they started) is handed back
         // untouched: SQS redelivers it, rather than the deadline cutting it halfway.
@@ -231,7 +231,7 @@ impl Provisioner {
         };
         let done = match first {
             Some(r) => r,
-            None if notes.requests_sent() == 0 => {
+            None if log.is_empty() => {
                 return Report::new(
                     Outcome::Failed,
                     Some(

@@ -275,3 +275,108 @@ async fn a_record_failed_by_a_passing_error_is_run_again_in_the_invocation() {
     assert_eq!(scan.num_calls(), 0);
     assert_eq!(ses[0].num_calls(), 1, "one mail");
 }
+
+/// An SES endpoint that answers every SendEmail with a message id, counting them.
+#[derive(Debug, Clone, Default)]
+struct CountingSes(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl aws_smithy_runtime_api::client::http::HttpConnector for CountingSes {
+    fn call(
+        &self,
+        request: aws_smithy_runtime_api::client::orchestrator::HttpRequest,
+    ) -> aws_smithy_runtime_api::client::http::HttpConnectorFuture {
+        assert!(request.uri().contains("/v2/email/outbound-emails"));
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let resp = Response::new(
+            StatusCode::try_from(200).unwrap(),
+            SdkBody::from(r#"{"MessageId":"m-1"}"#),
+        );
+        aws_smithy_runtime_api::client::http::HttpConnectorFuture::ready(Ok(resp))
+    }
+}
+
+/// SES behind the function's own pacer (as `wiring` builds it), on `sent`.
+fn paced_ses(sent: &CountingSes) -> Ses {
+    use aws_smithy_runtime_api::client::http::{http_client_fn, SharedHttpConnector};
+    use hr_iam_provisioner::aws::pace::{paced, Pacer};
+    let sent = sent.clone();
+    let inner = http_client_fn(move |_, _| SharedHttpConnector::new(sent.clone()));
+    let conf = aws_sdk_sesv2::Config::builder()
+        .behavior_version_latest()
+        .region(aws_sdk_sesv2::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_sesv2::config::Credentials::new(
+            "test", "test", None, None, "test",
+        ))
+        .retry_config(RetryConfig::disabled())
+        .http_client(paced(inner, Pacer::new("sesv2", 10.0)))
+        .build();
+    Ses::from_conf(conf)
+}
+
+async fn run_until(p: &Provisioner, ev: SqsEvent, within: Duration) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + within;
+    p.handle_batch(
+        ev,
+        "arn:aws:lambda:us-east-1:123456789012:function:f",
+        deadline,
+    )
+    .await
+    .batch_item_failures
+    .into_iter()
+    .map(|f| f.item_identifier)
+    .collect()
+}
+
+/// The welcome mail is not sent when the record could not record it (the
+/// hr:welcome-event tag) before its deadline: the record is handed back with the
+/// mail still owed, and the redelivery sends it once. With time enough, it is sent.
+#[tokio::test]
+async fn no_welcome_mail_too_close_to_the_deadline_to_record_it() {
+    let (logs, _g) = Logs::capture();
+    let rules = || {
+        let (mut iam, sm, _) = the_rest();
+        iam.push(mock!(Iam::get_user).then_http_response(|| iam_error(404, "NoSuchEntity")));
+        iam.push(
+            mock!(Iam::create_user)
+                .then_output(|| op::create_user::CreateUserOutput::builder().build()),
+        );
+        (iam, sm)
+    };
+    // 600 ms left: less than the time the tag needs after the mail (at least 1 s).
+    let (iam, sm) = rules();
+    let sent = CountingSes::default();
+    let p = aws_provisioner(
+        client!(aws_sdk_iam, &iam.iter().collect::<Vec<_>>()),
+        client!(aws_sdk_secretsmanager, &sm.iter().collect::<Vec<_>>()),
+        paced_ses(&sent),
+    );
+    let failed = run_until(&p, joiner("jane.doe"), Duration::from_millis(600)).await;
+    assert_eq!(failed, ["m1"]);
+    assert_eq!(
+        sent.0.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "no mail sent"
+    );
+    let a = &logs.audits()[0];
+    assert_eq!(a["outcome"], "failed", "{a}");
+    assert!(
+        a["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not sent: too little time left"),
+        "{a}"
+    );
+    logs.clear();
+    // With time enough: one mail.
+    let (iam, sm) = rules();
+    let sent = CountingSes::default();
+    let p = aws_provisioner(
+        client!(aws_sdk_iam, &iam.iter().collect::<Vec<_>>()),
+        client!(aws_sdk_secretsmanager, &sm.iter().collect::<Vec<_>>()),
+        paced_ses(&sent),
+    );
+    assert!(run_until(&p, joiner("jane.doe"), Duration::from_secs(30))
+        .await
+        .is_empty());
+    assert_eq!(sent.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+}

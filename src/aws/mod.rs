@@ -171,8 +171,8 @@ pub struct RecordNotes {
     /// The record's place in this instance's order of starting: the pacer gives
     /// slots to the lowest first ([`pace`]).
     seq: u64,
-    /// Requests actually sent (past the pacer).
-    sent: AtomicU32,
+    /// When the record's time is up (the batch cuts it there).
+    deadline: Option<Instant>,
     /// The error with which the last failed call gave up.
     last_error: Mutex<Option<AwsError>>,
     /// Look for a case-insensitive holder of the name even where IAM itself is
@@ -184,22 +184,19 @@ pub struct RecordNotes {
 static RECORD_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl RecordNotes {
-    /// Notes for a record starting now (the next sequence number).
-    pub fn starting() -> Self {
+    /// Notes for a record starting now (the next sequence number), due by `deadline`.
+    pub fn starting(deadline: Instant) -> Self {
         RecordNotes {
             seq: RECORD_SEQ.fetch_add(1, Ordering::Relaxed),
+            deadline: Some(deadline),
             ..RecordNotes::default()
         }
     }
     pub fn seq(&self) -> u64 {
         self.seq
     }
-    /// Requests this record has sent to AWS so far.
-    pub fn requests_sent(&self) -> u32 {
-        self.sent.load(Ordering::Relaxed)
-    }
-    pub fn sent_request(&self) {
-        self.sent.fetch_add(1, Ordering::Relaxed);
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
     }
     /// The error the last failed call gave up with, taken (cleared).
     pub fn take_last_error(&self) -> Option<AwsError> {

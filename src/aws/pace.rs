@@ -74,10 +74,16 @@ static PACERS: Mutex<Vec<Weak<Pacer>>> = Mutex::new(Vec::new());
 /// IAM calls a record makes after its first (a joiner: ~6), with room for retries.
 const CALLS_PER_RECORD: f64 = 10.0;
 
-/// How long one more record takes at the slowest current pace: the time a record
-/// should have left to be started at all. 2 s while nothing is paced.
-pub fn tail_time() -> Duration {
-    let slowest = PACERS
+/// The time a record needs after its welcome mail (one IAM TagUser, with room for
+/// a few slots' wait at the slowest current pace): a mail is not sent later than
+/// this before the record's deadline.
+pub fn record_window() -> Duration {
+    let slowest = slowest_rate();
+    Duration::from_secs_f64((1.0 + 4.0 / slowest).clamp(1.0, 30.0))
+}
+
+fn slowest_rate() -> f64 {
+    PACERS
         .lock()
         .map(|mut v| {
             v.retain(|w| w.strong_count() > 0);
@@ -85,8 +91,13 @@ pub fn tail_time() -> Duration {
                 .filter_map(|w| w.upgrade().and_then(|p| p.rate()))
                 .fold(f64::INFINITY, f64::min)
         })
-        .unwrap_or(f64::INFINITY);
-    Duration::from_secs_f64((CALLS_PER_RECORD / slowest).clamp(2.0, 60.0))
+        .unwrap_or(f64::INFINITY)
+}
+
+/// How long one more record takes at the slowest current pace: the time a record
+/// should have left to be started at all. 2 s while nothing is paced.
+pub fn tail_time() -> Duration {
+    Duration::from_secs_f64((CALLS_PER_RECORD / slowest_rate()).clamp(2.0, 60.0))
 }
 
 /// The pace of one service for this instance.
@@ -273,6 +284,30 @@ fn is_throttle(status: u16, error_type: Option<&str>, body: &[u8]) -> bool {
     status == 429 || error_type.is_some_and(|t| has(t.as_bytes())) || has(body)
 }
 
+/// SES v2 `SendEmail`: `POST /v2/email/outbound-emails`.
+fn is_send_email(request: &HttpRequest) -> bool {
+    request.method() == "POST"
+        && request.uri().split('?').next().is_some_and(|p| {
+            p.trim_end_matches('/')
+                .ends_with("/v2/email/outbound-emails")
+        })
+}
+
+/// The local answer to a mail that is not sent (see the module's doc).
+fn too_late_to_mail() -> HttpResponse {
+    let mut resp = HttpResponse::new(
+        429u16.try_into().expect("429 is a status code"), // ok: constant
+        SdkBody::from(
+            r#"{"message":"not sent: too little time left before the record's deadline to record the welcome mail; it goes out on redelivery"}"#,
+        ),
+    );
+    resp.headers_mut()
+        .insert("x-amzn-errortype", "TooManyRequestsException");
+    resp.headers_mut()
+        .insert("content-type", "application/json");
+    resp
+}
+
 /// An HTTP client whose connectors wait for the pacer before each request and tell
 /// it how the service answered.
 pub fn paced(inner: SharedHttpClient, pacer: Arc<Pacer>) -> SharedHttpClient {
@@ -312,8 +347,11 @@ impl HttpConnector for PacedConnector {
             let notes = crate::aws::notes();
             let priority = notes.as_ref().map_or(u64::MAX, |n| n.seq());
             pacer.acquire(priority).await;
-            if let Some(n) = &notes {
-                n.sent_request();
+            if is_send_email(&request) {
+                let due = notes.as_ref().and_then(|n| n.deadline());
+                if due.is_some_and(|d| Instant::now() + record_window() > d) {
+                    return Ok(too_late_to_mail());
+                }
             }
             let sent = Instant::now();
             let mut resp: HttpResponse = inner.call(request).await?;
@@ -341,6 +379,25 @@ impl HttpConnector for PacedConnector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_mail_refused_as_too_late_reads_as_ses_throttling() {
+        let r = too_late_to_mail();
+        assert_eq!(r.status().as_u16(), 429);
+        assert_eq!(
+            r.headers().get("x-amzn-errortype"),
+            Some("TooManyRequestsException")
+        );
+        let mut send = HttpRequest::new(SdkBody::from("{}"));
+        assert!(!is_send_email(&send), "GET / is not a mail");
+        send.set_method("POST").unwrap();
+        send.set_uri("https://email.us-east-1.amazonaws.com/v2/email/outbound-emails")
+            .unwrap();
+        assert!(is_send_email(&send));
+        send.set_uri("https://email.us-east-1.amazonaws.com/v2/email/identities")
+            .unwrap();
+        assert!(!is_send_email(&send));
+    }
 
     #[test]
     fn throttles_are_recognised_in_every_shape() {
