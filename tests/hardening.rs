@@ -21,13 +21,6 @@ async fn secret_tags(moto: &Moto, name: &str) -> (BTreeMap<String, String>, bool
     (tags, d.deleted_date().is_some())
 }
 
-fn audit_of(logs: &Logs, message_id: &str) -> serde_json::Value {
-    logs.audits()
-        .into_iter()
-        .find(|a| a["message_id"] == message_id)
-        .expect("audit line")
-}
-
 #[tokio::test]
 async fn a_squatted_secret_rejects_the_joiner_with_nothing_changed() {
     let moto = Moto::start();
@@ -169,19 +162,12 @@ async fn a_leaver_finds_the_user_through_its_secret_after_an_email_change() {
 async fn the_managed_deny_all_replaces_the_inline_policy() {
     let moto = Moto::start();
     moto.seed().await;
-    let iam = aws_sdk_iam::Client::new(&moto.sdk().await);
-    let arn = iam
-        .create_policy()
-        .policy_name("hr-deny-all")
-        .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"*","Resource":"*"}]}"#)
-        .send()
-        .await
-        .unwrap()
-        .policy()
-        .unwrap()
-        .arn()
-        .unwrap()
-        .to_owned();
+    let arn = create_policy(
+        &moto.sdk().await,
+        "hr-deny-all",
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"*","Resource":"*"}]}"#,
+    )
+    .await;
     let (logs, _g) = Logs::capture();
     let p = moto.provisioner(&[("DENY_POLICY_ARN", &arn)]).await;
     let j = joined("ev-j", t1(), "deny.user", "engineering");

@@ -46,18 +46,12 @@ async fn a_whole_life_holds_on_a_stricter_emulator() {
     let sdk = emu.sdk().await;
     let iam = aws_sdk_iam::Client::new(&sdk);
     let sm = aws_sdk_secretsmanager::Client::new(&sdk);
-    let boundary = iam
-        .create_policy()
-        .policy_name("employee-boundary")
-        .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#)
-        .send()
-        .await
-        .unwrap()
-        .policy()
-        .unwrap()
-        .arn()
-        .unwrap()
-        .to_owned();
+    let boundary = create_policy(
+        &sdk,
+        "employee-boundary",
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#,
+    )
+    .await;
     let (logs, _g) = Logs::capture();
     let p = emu
         .provisioner(&[

@@ -11,13 +11,6 @@ fn changed(event_id: &str, at: &str, user: &str, dept: &str) -> String {
     body("changed", event_id, at, &format!("E-{user}"), user, dept)
 }
 
-fn audit_of(logs: &Logs, message_id: &str) -> serde_json::Value {
-    logs.audits()
-        .into_iter()
-        .find(|a| a["message_id"] == message_id)
-        .expect("audit line")
-}
-
 async fn iam(moto: &Moto) -> aws_sdk_iam::Client {
     aws_sdk_iam::Client::new(&moto.sdk().await)
 }
@@ -224,18 +217,12 @@ async fn permissions_are_copied_from_a_marked_template_only() {
         .send()
         .await
         .unwrap();
-    let ro = iam
-        .create_policy()
-        .policy_name("eng-read")
-        .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:ListAllMyBuckets","Resource":"*"}]}"#)
-        .send()
-        .await
-        .unwrap()
-        .policy()
-        .unwrap()
-        .arn()
-        .unwrap()
-        .to_owned();
+    let ro = create_policy(
+        &moto.sdk().await,
+        "eng-read",
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:ListAllMyBuckets","Resource":"*"}]}"#,
+    )
+    .await;
     iam.attach_user_policy()
         .user_name("tpl-eng")
         .policy_arn(&ro)

@@ -595,3 +595,26 @@ pub fn t2() -> &'static str {
 pub fn t3() -> &'static str {
     days_ago(1)
 }
+
+/// The audit line of one SQS message.
+pub fn audit_of(logs: &Logs, message_id: &str) -> Value {
+    logs.audits()
+        .into_iter()
+        .find(|a| a["message_id"] == message_id)
+        .expect("audit line")
+}
+
+/// Creates a customer managed policy and returns its ARN.
+pub async fn create_policy(sdk: &SdkConfig, name: &str, document: &str) -> String {
+    aws_sdk_iam::Client::new(sdk)
+        .create_policy()
+        .policy_name(name)
+        .policy_document(document)
+        .send()
+        .await
+        .expect("create policy")
+        .policy()
+        .and_then(|p| p.arn())
+        .expect("policy ARN")
+        .to_owned()
+}
