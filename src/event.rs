@@ -274,6 +274,21 @@ fn envelope(v: &Value) -> Result<Envelope<'_>, Rejection> {
     Ok(Envelope::Bare)
 }
 
+/// Unicode's letters (`\p{L}`): what IAM's tag pattern and a plain first name
+/// both accept, unlike `char::is_alphabetic`, which also takes some marks and
+/// letter-like numbers.
+pub fn is_letter(c: char) -> bool {
+    use unicode_general_category::{get_general_category, GeneralCategory as G};
+    matches!(
+        get_general_category(c),
+        G::UppercaseLetter
+            | G::LowercaseLetter
+            | G::TitlecaseLetter
+            | G::ModifierLetter
+            | G::OtherLetter
+    )
+}
+
 /// Characters that hide or reorder text for a reader: controls, bidirectional
 /// overrides and isolates, zero-width characters, line and paragraph separators.
 pub fn hidden_char(c: char) -> Option<&'static str> {

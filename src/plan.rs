@@ -421,14 +421,10 @@ pub fn tag_safe(v: &str) -> bool {
         && v.chars().count() <= 256
         && v.chars().all(|c| {
             "_.:/=+-@".contains(c)
+                || crate::event::is_letter(c)
                 || matches!(
                     get_general_category(c),
-                    G::UppercaseLetter
-                        | G::LowercaseLetter
-                        | G::TitlecaseLetter
-                        | G::ModifierLetter
-                        | G::OtherLetter
-                        | G::SpaceSeparator
+                    G::SpaceSeparator
                         | G::LineSeparator
                         | G::ParagraphSeparator
                         | G::DecimalNumber

@@ -31,14 +31,10 @@ pub fn plain_name(n: &str) -> bool {
         && n.chars().any(char::is_alphabetic)
         && n.chars().all(|c| {
             matches!(c, ' ' | '\'' | '-' | '.')
+                || crate::event::is_letter(c)
                 || matches!(
                     get_general_category(c),
-                    G::UppercaseLetter
-                        | G::LowercaseLetter
-                        | G::TitlecaseLetter
-                        | G::ModifierLetter
-                        | G::OtherLetter
-                        | G::NonspacingMark
+                    G::NonspacingMark
                         | G::SpacingMark
                         | G::EnclosingMark
                 )
