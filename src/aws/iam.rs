@@ -361,16 +361,57 @@ impl Iam {
                 user.path()
             )));
         }
-        let att = self.attachments(name, Depth::Joiner, b).await?;
-        if att.login_profile || !att.access_keys.is_empty() {
+        // Exactly the reads the role allows on template users: inline policies are
+        // never copied, so they are not read.
+        let groups = listed!(
+            b,
+            "ListGroupsForUser",
+            c.list_groups_for_user().user_name(name),
+            |out| out
+                .groups()
+                .iter()
+                .map(|g| g.group_name().to_owned())
+                .collect::<Vec<_>>()
+        );
+        let policies = listed!(
+            b,
+            "ListAttachedUserPolicies",
+            c.list_attached_user_policies().user_name(name),
+            |out| {
+                out.attached_policies()
+                    .iter()
+                    .filter_map(|p| p.policy_arn().map(str::to_owned))
+                    .collect::<Vec<_>>()
+            }
+        );
+        let keys = listed!(
+            b,
+            "ListAccessKeys",
+            c.list_access_keys().user_name(name),
+            |out| out.access_key_metadata().len()
+        );
+        let profile = async {
+            match op!(
+                b,
+                Retry::Safe,
+                "GetLoginProfile",
+                c.get_login_profile().user_name(name)
+            )
+            .await
+            {
+                Ok(_) => Ok(true),
+                Err(e) if e.kind == ErrorKind::NotFound => Ok(false),
+                Err(e) => Err(e),
+            }
+        };
+        let (groups, policies, keys, login_profile) =
+            futures::try_join!(groups, policies, keys, profile)?;
+        if login_profile || keys > 0 {
             return Ok(Err(format!(
                 "copy_from template user {name} has credentials of its own (a console password or an access key): not a template"
             )));
         }
-        Ok(Ok((
-            att.groups.into_iter().collect(),
-            att.attached_policies.into_iter().collect(),
-        )))
+        Ok(Ok((groups, policies)))
     }
 
     /// Unassigned virtual MFA devices whose name is the user's: what a crash between
