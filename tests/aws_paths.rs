@@ -328,7 +328,7 @@ async fn run_until(p: &Provisioner, ev: SqsEvent, within: Duration) -> Vec<Strin
 }
 
 /// The welcome mail is not sent when the record could not record it (the
-/// hr:welcome-event tag) before its deadline: the record is handed back with the
+/// hr:welcome tag) before its deadline: the record is handed back with the
 /// mail still owed, and the redelivery sends it once. With time enough, it is sent.
 #[tokio::test]
 async fn no_welcome_mail_too_close_to_the_deadline_to_record_it() {
