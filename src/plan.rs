@@ -449,14 +449,19 @@ fn record_tags(ev: &HrEvent) -> [(&'static str, Option<&String>); 3] {
 }
 
 /// The tags a user carries after this event.
-pub fn desired_tags(ev: &HrEvent, status: &str) -> Vec<(String, String)> {
-    let mut tags = vec![
+/// The tags a user and its secret share: owner, employee, status, last event.
+fn ownership_tags(ev: &HrEvent, status: &str) -> Vec<(String, String)> {
+    vec![
         (TAG_EMPLOYEE_ID.to_owned(), ev.employee.employee_id.clone()),
         (TAG_MANAGED_BY.to_owned(), MANAGED_BY.to_owned()),
         (TAG_STATUS.to_owned(), status.to_owned()),
         (TAG_LAST_EVENT_AT.to_owned(), ev.occurred_at_tag()),
         (TAG_LAST_EVENT_ID.to_owned(), ev.event_id.clone()),
-    ];
+    ]
+}
+
+pub fn desired_tags(ev: &HrEvent, status: &str) -> Vec<(String, String)> {
+    let mut tags = ownership_tags(ev, status);
     // A leaver carries no record worth keeping; joiners and movers carry it whole.
     if ev.event_type != EventType::Left {
         for (k, v) in record_tags(ev) {
@@ -476,14 +481,8 @@ pub fn secret_tags(
     status: &str,
     key: Option<(&str, &str)>,
 ) -> Vec<(String, String)> {
-    let mut tags = vec![
-        (TAG_EMPLOYEE_ID.to_owned(), ev.employee.employee_id.clone()),
-        (TAG_MANAGED_BY.to_owned(), MANAGED_BY.to_owned()),
-        (TAG_STATUS.to_owned(), status.to_owned()),
-        (TAG_LAST_EVENT_AT.to_owned(), ev.occurred_at_tag()),
-        (TAG_LAST_EVENT_ID.to_owned(), ev.event_id.clone()),
-        (TAG_USER_NAME.to_owned(), user_name.to_owned()),
-    ];
+    let mut tags = ownership_tags(ev, status);
+    tags.push((TAG_USER_NAME.to_owned(), user_name.to_owned()));
     if let Some((id, created)) = key {
         tags.push((TAG_ACCESS_KEY_ID.to_owned(), id.to_owned()));
         if !created.is_empty() {
