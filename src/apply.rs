@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use futures::future::try_join_all;
 
 use crate::aws::iam::Iam;
+use crate::aws::kms::Kms;
 use crate::aws::mail::{compose, Mailer};
 use crate::aws::secrets::Secrets;
 use crate::aws::{AwsError, Budget, ErrorKind, Retry};
@@ -15,12 +16,14 @@ use crate::password::Secret;
 use crate::plan::{secret_status, secret_tags, Cred, Plan, SecretHow, SecretWrite, Step};
 use crate::state::SecretDoc;
 
-/// The three AWS services, behind their adapters.
+/// The AWS services, behind their adapters.
 #[derive(Clone)]
 pub struct Services {
     pub iam: Iam,
     pub secrets: Secrets,
     pub mailer: Mailer,
+    /// Only to resolve KMS aliases (whose key encrypts a secret).
+    pub kms: Kms,
 }
 
 /// A hook for fault-injection tests: called after each change is made; `true`
@@ -56,6 +59,9 @@ impl ActionLog {
     pub fn is_empty(&self) -> bool {
         self.0.lock().map(|v| v.is_empty()).unwrap_or(true)
     }
+    pub fn len(&self) -> usize {
+        self.0.lock().map(|v| v.len()).unwrap_or(0)
+    }
 }
 
 /// Credential values of one run: what the secret held, what was generated.
@@ -68,12 +74,18 @@ pub struct Vault {
     pub created_key: Option<(String, Secret, String)>,
     /// Creation time of the key the secret already holds (for its tags).
     pub kept_key_created: Option<String>,
+    /// The user's IAM UserId (for the secret's `hr:user-id`): read, or given by
+    /// CreateUser in this run.
+    pub user_id: String,
 }
 
 pub struct Applier<'a> {
     pub services: &'a Services,
     pub config: &'a Config,
     pub event: &'a HrEvent,
+    /// The user's secret: `SECRET_PREFIX` + its name, or the secret that found the
+    /// user when it was renamed.
+    pub secret_name: String,
     pub signin_url: &'a str,
     pub budget: Budget,
     pub log: &'a ActionLog,
@@ -112,26 +124,28 @@ impl Applier<'_> {
         let name = step.to_string();
         match step {
             Step::CreateUser { tags, boundary_arn } => {
-                iam.create_user(
-                    user,
-                    &self.config.user_path,
-                    tags,
-                    boundary_arn.as_deref(),
-                    b,
-                )
-                .await?
+                let id = iam
+                    .create_user(
+                        user,
+                        &self.config.user_path,
+                        tags,
+                        boundary_arn.as_deref(),
+                        b,
+                    )
+                    .await?;
+                self.with_vault(|v| v.user_id = id)?;
             }
             Step::TagUser { tags } => iam.tag_user(user, tags, retry, b).await?,
             Step::UntagUser { keys } => iam.untag_user(user, keys, b).await?,
-            Step::TagSecret { tags } => {
-                let secret = self.config.secret_name(user);
-                self.services.secrets.tag(&secret, tags, b).await?
-            }
+            Step::TagSecret { tags } => self.services.secrets.tag(&self.secret_name, tags, b).await?,
             Step::UntagSecret { keys } => {
-                let secret = self.config.secret_name(user);
-                self.services.secrets.untag(&secret, keys, b).await?
+                self.services.secrets.untag(&self.secret_name, keys, b).await?
             }
-            Step::PutBoundary { arn } => iam.put_boundary(user, arn, retry, b).await?,
+            Step::PutBoundary { arn } => {
+                if !iam.put_boundary(user, arn, retry, b).await? {
+                    return Ok(());
+                }
+            }
             Step::PutDenyAll => iam.put_deny_all(user, b).await?,
             Step::DeleteInlinePolicy { name } => iam.delete_user_policy(user, name, b).await?,
             Step::AddToGroup { group } => iam.add_to_group(user, group, retry, b).await?,
@@ -161,11 +175,15 @@ impl Applier<'_> {
             Step::DeleteServiceCredential { id } => {
                 iam.delete_service_credential(user, id, b).await?
             }
+            Step::ClearPreviousSecretVersion => {
+                if !self.services.secrets.clear_previous(&self.secret_name, b).await? {
+                    return Ok(());
+                }
+            }
             Step::ScheduleSecretDeletion { recovery_days } => {
-                let secret = self.config.secret_name(user);
                 self.services
                     .secrets
-                    .schedule_deletion(&secret, *recovery_days, b)
+                    .schedule_deletion(&self.secret_name, *recovery_days, b)
                     .await?
             }
             Step::SendWelcome { to } => {
@@ -226,6 +244,7 @@ impl Applier<'_> {
                 let tags = secret_tags(
                     self.event,
                     user,
+                    &v.user_id,
                     secret_status(self.event, self.config),
                     access_key_id.as_deref().map(|id| (id, created.as_str())),
                 );
@@ -247,24 +266,24 @@ impl Applier<'_> {
         )??;
         let (doc, tags) = doc;
         let secrets = &self.services.secrets;
-        let name = self.config.secret_name(user);
+        let name = self.secret_name.as_str();
         let b = &self.budget;
         // The value first, then the tags that describe it: a crash in between
         // leaves tags that the next run finds stale and rewrites.
         match w.how {
             SecretHow::Create => {
-                secrets.create(&name, &doc, &tags, b).await?;
+                secrets.create(name, &doc, &tags, b).await?;
                 self.with_vault(|v| v.current = Some(doc))?;
                 return self.made("CreateSecret".into());
             }
             SecretHow::Put => {}
             SecretHow::Restore => {
-                secrets.restore(&name, b).await?;
+                secrets.restore(name, b).await?;
                 self.made("RestoreSecret".into())?;
                 // Its policy could not be read while deletion was pending: a secret
                 // that others may read never receives a credential. The next run
                 // finds it live with a policy and rejects the record.
-                if secrets.has_policy(&name, b).await? {
+                if secrets.has_policy(name, b).await? {
                     return Err(ApplyError::Aws(AwsError::new(
                         "GetResourcePolicy",
                         ErrorKind::Fatal,
@@ -273,10 +292,10 @@ impl Applier<'_> {
                 }
             }
         }
-        secrets.put(&name, &doc, b).await?;
+        secrets.put(name, &doc, b).await?;
         self.with_vault(|v| v.current = Some(doc))?;
         self.made("PutSecretValue".into())?;
-        secrets.tag(&name, &tags, b).await?;
+        secrets.tag(name, &tags, b).await?;
         self.made("TagResource".into())
     }
 }

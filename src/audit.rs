@@ -57,10 +57,37 @@ pub struct AuditLine {
     pub outcome: Outcome,
     /// AWS changes made, in order (for `planned`: the changes a real run would make).
     pub actions: Vec<String>,
+    /// Why it did not succeed: a stable code (`tampered`,
+    /// `stale-leaver-on-active-user`) or, for the others, a sentence.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The sentence behind a coded reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Every user acted on, when a leaver retired more than one of one employee.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dry_run: Option<bool>,
+}
+
+/// Reasons that are stable codes: alarms and people search for them.
+pub const REASON_CODES: [&str; 2] = [
+    crate::plan::TAMPERED,
+    crate::plan::STALE_LEAVER_ON_ACTIVE_USER,
+];
+
+/// Splits `code: sentence` into the code and the sentence, for the coded reasons.
+pub fn split_reason(reason: Option<&str>) -> (Option<String>, Option<String>) {
+    let Some(r) = reason else {
+        return (None, None);
+    };
+    for code in REASON_CODES {
+        if let Some(rest) = r.strip_prefix(code).and_then(|t| t.strip_prefix(": ")) {
+            return (Some(code.to_owned()), Some(rest.to_owned()));
+        }
+    }
+    (Some(r.to_owned()), None)
 }
 
 pub fn emit(line: &AuditLine) {
@@ -107,6 +134,26 @@ pub fn emit_metrics(counts: &BTreeMap<Outcome, u64>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn coded_reasons_are_split_from_their_sentence() {
+        assert_eq!(
+            split_reason(Some("tampered: the tag is in the future")),
+            (Some("tampered".into()), Some("the tag is in the future".into()))
+        );
+        assert_eq!(
+            split_reason(Some("stale-leaver-on-active-user: newer mover")),
+            (
+                Some("stale-leaver-on-active-user".into()),
+                Some("newer mover".into())
+            )
+        );
+        assert_eq!(
+            split_reason(Some("user x is outside USER_PATH")),
+            (Some("user x is outside USER_PATH".into()), None)
+        );
+        assert_eq!(split_reason(None), (None, None));
+    }
 
     #[test]
     fn emf_document_has_every_outcome() {

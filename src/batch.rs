@@ -16,7 +16,7 @@ use futures::{FutureExt, StreamExt};
 use tokio::time::Instant;
 
 use crate::apply::ActionLog;
-use crate::audit::{emit, emit_metrics, AuditLine, Outcome};
+use crate::audit::{emit, emit_metrics, split_reason, AuditLine, Outcome};
 use crate::aws::{pace, with_notes, AwsError, Budget, ErrorKind, RecordNotes};
 use crate::event::{check_window, parse_body, HrEvent, Rejection};
 use crate::service::{Provisioner, Report};
@@ -54,7 +54,8 @@ pub fn deadline_from(deadline_ms: u64) -> Instant {
 }
 
 /// Groups record indexes into lanes that must run in order: connected by a shared
-/// FIFO message group or a shared user name.
+/// FIFO message group, user name or employee id (one employee, one user: two
+/// records of one employee under different names may act on the same user).
 fn lanes(records: &[Record]) -> Vec<Vec<usize>> {
     let mut parent: Vec<usize> = (0..records.len()).collect();
     fn root(p: &mut [usize], mut i: usize) -> usize {
@@ -72,6 +73,10 @@ fn lanes(records: &[Record]) -> Vec<Vec<usize>> {
                 .as_ref()
                 .ok()
                 .map(|e| format!("user:{}", e.user_name)),
+            r.parsed
+                .as_ref()
+                .ok()
+                .map(|e| format!("employee:{}", e.employee.employee_id)),
         ];
         for key in keys.into_iter().flatten() {
             match first.get(&key) {
@@ -291,12 +296,12 @@ fn rerun_after(
 }
 
 /// A standard queue delivers in any order: one user's records of a batch run in
-/// event order, `(occurred_at, event_id)`, so a joiner and its leaver in one batch
+/// event order, `(occurred_at, rank, event_id)`, so a joiner and its leaver in one batch
 /// end the same way whichever came first. FIFO lanes keep the queue's order.
 fn in_event_order(records: &[Record], mut lane: Vec<usize>) -> Vec<usize> {
     if lane.iter().all(|&i| records[i].group.is_none()) {
         lane.sort_by(|&a, &b| match (&records[a].parsed, &records[b].parsed) {
-            (Ok(x), Ok(y)) => (x.occurred_at, &x.event_id).cmp(&(y.occurred_at, &y.event_id)),
+            (Ok(x), Ok(y)) => x.order_key().cmp(&y.order_key()),
             _ => a.cmp(&b),
         });
     }
@@ -360,6 +365,7 @@ fn audit_line(r: &Record, report: &Report, log: &ActionLog, dry_run: bool) -> Au
     } else {
         log.take()
     };
+    let (reason, detail) = split_reason(report.reason.as_deref());
     AuditLine {
         audit: true,
         message_id: r.message_id.clone(),
@@ -369,7 +375,13 @@ fn audit_line(r: &Record, report: &Report, log: &ActionLog, dry_run: bool) -> Au
         user_name,
         outcome: report.outcome,
         actions,
-        reason: report.reason.clone(),
+        reason,
+        detail,
+        users: if report.users.len() > 1 {
+            report.users.clone()
+        } else {
+            Vec::new()
+        },
         dry_run: dry_run.then_some(true),
     }
 }
@@ -381,7 +393,7 @@ mod tests {
     fn rec(index: usize, group: Option<&str>, user: Option<&str>) -> Record {
         let parsed = match user {
             Some(u) => parse_body(&format!(
-                r#"{{"event_id":"e{index}","event_type":"employee.joined","occurred_at":"2026-11-22T09:00:00Z","employee":{{"employee_id":"E","email":"{u}@x.io"}}}}"#
+                r#"{{"event_id":"e{index}","event_type":"employee.joined","occurred_at":"2026-11-22T09:00:00Z","employee":{{"employee_id":"id-{u}","email":"{u}@x.io"}}}}"#
             )),
             None => parse_body("garbage"),
         };
@@ -429,5 +441,26 @@ mod tests {
             lanes(&rs),
             vec![vec![0, 2, 3], vec![1, 5], vec![4], vec![6]]
         );
+        // One employee under two names (HR changed the email): one lane.
+        let mut renamed = rec(1, None, Some("b"));
+        renamed.parsed = parse_body(
+            r#"{"event_id":"x","event_type":"employee.left","occurred_at":"2026-11-22T09:00:00Z","employee":{"employee_id":"id-a","username":"a2"}}"#,
+        );
+        let rs = vec![rec(0, None, Some("a")), renamed, rec(2, None, Some("c"))];
+        assert_eq!(lanes(&rs), vec![vec![0, 1], vec![2]]);
+    }
+
+    #[test]
+    fn a_leaver_ranks_after_a_joiner_of_the_same_instant() {
+        let ev = |index: usize, kind: &str, id: &str| {
+            let mut r = rec(index, None, Some("a"));
+            r.parsed = parse_body(&format!(
+                r#"{{"event_id":"{id}","event_type":"employee.{kind}","occurred_at":"2026-11-22T09:00:00Z","employee":{{"employee_id":"E","username":"a","email":"a@x.io"}}}}"#
+            ));
+            r
+        };
+        // The leaver's id sorts first, yet it runs after the joiner and mover.
+        let rs = vec![ev(0, "left", "a-left"), ev(1, "joined", "z-join"), ev(2, "changed", "m-move")];
+        assert_eq!(in_event_order(&rs, vec![0, 1, 2]), vec![2, 1, 0]);
     }
 }

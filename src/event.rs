@@ -30,7 +30,29 @@ impl EventType {
             EventType::Left => "employee.left",
         }
     }
+
+    /// The short name kept in the `hr:last-event-type` tag.
+    pub fn short(self) -> &'static str {
+        match self {
+            EventType::Joined => "joined",
+            EventType::Changed => "changed",
+            EventType::Left => "left",
+        }
+    }
+
+    /// At one instant a `left` ranks after `joined` and `changed` (contract
+    /// section 5): a leaver dated like the employee's last mover or joiner, as HR
+    /// systems that date by day often send, is never stale against it.
+    pub fn rank(self) -> u8 {
+        match self {
+            EventType::Left => 1,
+            EventType::Joined | EventType::Changed => 0,
+        }
+    }
 }
+
+/// The order of one employee's events: `(occurred_at, rank, event_id)`.
+pub type OrderKey<'a> = (OffsetDateTime, u8, &'a str);
 
 /// A validated HR event. `user_name` is already derived and checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +79,11 @@ impl HrEvent {
     /// `occurred_at` as stored in the `hr:last-event-at` tag (RFC 3339, UTC, `Z`).
     pub fn occurred_at_tag(&self) -> String {
         format_utc(self.occurred_at)
+    }
+
+    /// Where this event stands among the employee's events (contract section 5).
+    pub fn order_key(&self) -> OrderKey<'_> {
+        (self.occurred_at, self.event_type.rank(), self.event_id.as_str())
     }
 }
 

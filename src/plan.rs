@@ -10,6 +10,7 @@ use std::fmt;
 
 use crate::config::{Config, LeaverAction};
 use crate::event::{parse_rfc3339, EventType, HrEvent};
+use time::OffsetDateTime;
 use crate::rules::Rule;
 use std::collections::BTreeMap;
 
@@ -107,6 +108,9 @@ pub enum Step {
     DeleteServiceCredential {
         id: String,
     },
+    /// Takes `AWSPREVIOUS` off the secret's prior version, which holds the
+    /// credentials a leaver's emptying write replaced.
+    ClearPreviousSecretVersion,
     ScheduleSecretDeletion {
         recovery_days: i64,
     },
@@ -149,6 +153,7 @@ impl fmt::Display for Step {
             Step::DeleteServiceCredential { id } => {
                 write!(f, "DeleteServiceSpecificCredential:{id}")
             }
+            Step::ClearPreviousSecretVersion => write!(f, "UpdateSecretVersionStage:AWSPREVIOUS"),
             Step::ScheduleSecretDeletion { .. } => write!(f, "DeleteSecret"),
             Step::SendWelcome { .. } => write!(f, "SendEmail"),
             Step::DeleteUser => write!(f, "DeleteUser"),
@@ -217,7 +222,19 @@ pub struct Context<'a> {
     /// does not grant among these, and keeps anything else (granted by hand).
     pub granted: &'a Granted,
     pub signin_url: &'a str,
+    /// The time of processing: a last-event tag after it (plus the skew) is forged.
+    pub now: OffsetDateTime,
+    /// `SECRET_KMS_KEY_ID` as a key (an alias resolved to its key ARN).
+    pub kms_key: Option<&'a str>,
 }
+
+/// How far ahead of the time of processing an `occurred_at` may lie (contract
+/// section 1); a last-event tag further ahead was not written by this function.
+pub const CLOCK_SKEW: time::Duration = time::Duration::minutes(5);
+
+/// Reason codes of failures that need a person (contract section 5).
+pub const TAMPERED: &str = "tampered";
+pub const STALE_LEAVER_ON_ACTIVE_USER: &str = "stale-leaver-on-active-user";
 
 /// Groups and managed policies that some rule grants.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -241,7 +258,7 @@ pub fn plan(ev: &HrEvent, cx: &Context<'_>, state: &UserState) -> Verdict {
     let secret_problem = state
         .secret_meta
         .as_ref()
-        .and_then(|m| foreign_secret(m, cx.config, &ev.employee.employee_id));
+        .and_then(|m| foreign_secret(m, cx.kms_key, &ev.employee.employee_id));
     let user = match &state.lookup {
         Lookup::Clash { existing } => {
             return Verdict::Rejected(format!(
@@ -255,21 +272,146 @@ pub fn plan(ev: &HrEvent, cx: &Context<'_>, state: &UserState) -> Verdict {
     if let Err(why) = guard(ev, cx.config, user) {
         return Verdict::Rejected(why);
     }
-    if let Some(why) = staleness(ev, user.tag(TAG_LAST_EVENT_AT), user.tag(TAG_LAST_EVENT_ID)) {
+    // The secret's tags count only when the secret is ours (and read: a leaver's
+    // cut-off is planned from IAM alone).
+    let own_meta = state.secret_meta.as_ref().filter(|_| secret_problem.is_none());
+    let tampered = tampering(cx.now, user, own_meta);
+    let retired = user.tag(TAG_STATUS) == Some(STATUS_RETIRED);
+    if ev.event_type == EventType::Left {
+        // Forged state never protects a user from offboarding: the leaver is applied
+        // whole, then fails so that someone looks.
+        if tampered.is_none() {
+            if let Some(why) = staleness(ev, &last_event(&user.tags)) {
+                return match last_event(&user.tags).kind {
+                    // A rehire after this leaver: the leaver is history.
+                    _ if retired => Verdict::Stale(why),
+                    Some(EventType::Joined) => Verdict::Stale(why),
+                    _ => Verdict::Failed(format!(
+                        "{STALE_LEAVER_ON_ACTIVE_USER}: {why}; user {} is active and its newer event is not a rehire: a person must decide",
+                        user.name
+                    )),
+                };
+            }
+        }
+        let mut p = if state.attachments.partial {
+            plan_cutoff(ev, cx.config, user, &state.attachments)
+        } else {
+            plan_leaver(ev, cx.config, user, state, secret_problem)
+        };
+        if let Some(t) = tampered {
+            p.fail_after = Some(format!("{TAMPERED}: {t}; the user was cut off"));
+        }
+        return if state.attachments.partial {
+            Verdict::ReadMore(p)
+        } else {
+            p.finish(ev)
+        };
+    }
+    if let Some(t) = tampered {
+        return Verdict::Failed(format!("{TAMPERED}: {t}; nothing was changed"));
+    }
+    if let Some(why) = staleness(ev, &last_event(&user.tags)) {
         return Verdict::Stale(why);
     }
-    let retired = user.tag(TAG_STATUS) == Some(STATUS_RETIRED);
     match ev.event_type {
-        EventType::Left if state.attachments.partial => {
-            Verdict::ReadMore(plan_cutoff(ev, cx.config, user, &state.attachments))
-        }
-        EventType::Left => plan_leaver(ev, cx.config, user, state, secret_problem).finish(ev),
         _ if secret_problem.is_some() => Verdict::Rejected(secret_problem.unwrap_or_default()),
         EventType::Changed if retired => Verdict::Unchanged(format!(
             "user {} is retired: only an employee.joined rehires",
             user.name
         )),
-        EventType::Joined | EventType::Changed => plan_existing(ev, cx, user, state).finish(ev),
+        _ => plan_existing(ev, cx, user, state).finish(ev),
+    }
+}
+
+/// The last event applied, as a user or secret records it in its tags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastEvent<'a> {
+    pub at: Option<OffsetDateTime>,
+    pub at_tag: Option<&'a str>,
+    pub id: &'a str,
+    /// From `hr:last-event-type`; absent on users of older versions.
+    pub kind: Option<EventType>,
+    /// The rank of that event: its type's, else (older tags) told by the status,
+    /// since only a `left` retires.
+    pub rank: u8,
+}
+
+pub fn last_event(tags: &BTreeMap<String, String>) -> LastEvent<'_> {
+    let get = |k: &str| tags.get(k).map(String::as_str);
+    let kind = match get(TAG_LAST_EVENT_TYPE) {
+        Some("joined") => Some(EventType::Joined),
+        Some("changed") => Some(EventType::Changed),
+        Some("left") => Some(EventType::Left),
+        _ => None,
+    };
+    let rank = match (kind, get(TAG_STATUS)) {
+        (Some(k), _) => k.rank(),
+        (None, Some(STATUS_RETIRED | STATUS_DELETED)) => EventType::Left.rank(),
+        (None, _) => EventType::Joined.rank(),
+    };
+    LastEvent {
+        at: get(TAG_LAST_EVENT_AT).and_then(parse_rfc3339),
+        at_tag: get(TAG_LAST_EVENT_AT),
+        id: get(TAG_LAST_EVENT_ID).unwrap_or(""),
+        kind,
+        rank,
+    }
+}
+
+impl LastEvent<'_> {
+    fn key(&self) -> Option<(OffsetDateTime, u8, &str)> {
+        self.at.map(|at| (at, self.rank, self.id))
+    }
+}
+
+/// Why the state tags cannot have been written by this function (contract
+/// section 5): a last event later than now plus the skew, on the user or its
+/// secret; or a secret whose last event is newer than its user's (every flow
+/// tags the user first, so a crash leaves the secret behind, never ahead). An
+/// unparsable last-event time is forged too.
+pub fn tampering(
+    now: OffsetDateTime,
+    u: &UserInfo,
+    secret: Option<&SecretMeta>,
+) -> Option<String> {
+    let limit = now + CLOCK_SKEW;
+    let user = last_event(&u.tags);
+    if let Some(tag) = user.at_tag.filter(|_| user.at.is_none()) {
+        return Some(format!("user {} has an unreadable {TAG_LAST_EVENT_AT} {tag:?}", u.name));
+    }
+    if let Some(at) = user.at.filter(|at| *at > limit) {
+        return Some(format!(
+            "user {}'s {TAG_LAST_EVENT_AT} {} is in the future",
+            u.name,
+            crate::event::format_utc(at)
+        ));
+    }
+    let meta = secret?;
+    let kept = last_event(&meta.tags);
+    if let Some(tag) = kept.at_tag.filter(|_| kept.at.is_none()) {
+        return Some(format!("the secret of user {} has an unreadable {TAG_LAST_EVENT_AT} {tag:?}", u.name));
+    }
+    if let Some(at) = kept.at.filter(|at| *at > limit) {
+        return Some(format!(
+            "the secret of user {} has {TAG_LAST_EVENT_AT} {} in the future",
+            u.name,
+            crate::event::format_utc(at)
+        ));
+    }
+    match (kept.key(), user.key()) {
+        (Some(s), Some(us)) if s > us => Some(format!(
+            "the secret of user {} records event {} at {}, newer than the user's {} at {}",
+            u.name,
+            kept.id,
+            kept.at_tag.unwrap_or_default(),
+            user.id,
+            user.at_tag.unwrap_or_default()
+        )),
+        (Some(_), None) => Some(format!(
+            "user {} has lost its {TAG_LAST_EVENT_AT} tag, which its secret still has",
+            u.name
+        )),
+        _ => None,
     }
 }
 
@@ -282,12 +424,35 @@ fn plan_absent(
     secret_problem: Option<String>,
 ) -> Verdict {
     if let (Some(meta), None) = (&state.secret_meta, &secret_problem) {
-        if let Some(why) = staleness(ev, meta.tag(TAG_LAST_EVENT_AT), meta.tag(TAG_LAST_EVENT_ID)) {
+        let kept = last_event(&meta.tags);
+        if kept.at.is_some_and(|at| at > cx.now + CLOCK_SKEW) {
+            return Verdict::Failed(format!(
+                "{TAMPERED}: the secret of user {} has {TAG_LAST_EVENT_AT} {} in the future; nothing was changed",
+                ev.user_name,
+                kept.at_tag.unwrap_or_default()
+            ));
+        }
+        if let Some(why) = staleness(ev, &kept) {
             return Verdict::Stale(format!("{why} (kept on the deleted user's secret)"));
         }
     }
     match ev.event_type {
-        EventType::Left => Verdict::Unchanged(format!("user {} does not exist", ev.user_name)),
+        // A live secret of ours whose user is gone was not left by this function (a
+        // leaver tags it retired or deleted first): the user was deleted or renamed
+        // outside it. Someone must look; the leaver is never a quiet success then.
+        EventType::Left => match &state.secret_meta {
+            Some(m)
+                if secret_problem.is_none()
+                    && !m.scheduled
+                    && m.tag(TAG_STATUS) == Some(STATUS_ACTIVE) =>
+            {
+                Verdict::Failed(format!(
+                    "secret of user {} is active but the user no longer exists (deleted or renamed outside the function, and not found by its {TAG_USER_ID}); someone must look",
+                    ev.user_name
+                ))
+            }
+            _ => Verdict::Unchanged(format!("user {} does not exist", ev.user_name)),
+        },
         EventType::Changed => match &state.secret_meta {
             Some(m) if secret_problem.is_none() && m.tag(TAG_STATUS) == Some(STATUS_DELETED) => {
                 Verdict::Unchanged(format!(
@@ -309,7 +474,7 @@ fn plan_absent(
 
 /// Why the secret under the user's name must not receive this employee's
 /// credentials: someone else made it, or can read it by another way than ours.
-pub fn foreign_secret(m: &SecretMeta, cfg: &Config, employee_id: &str) -> Option<String> {
+pub fn foreign_secret(m: &SecretMeta, kms_key: Option<&str>, employee_id: &str) -> Option<String> {
     let name = "the secret under the user's name";
     if m.tag(TAG_MANAGED_BY) != Some(MANAGED_BY) {
         return Some(format!(
@@ -322,7 +487,7 @@ pub fn foreign_secret(m: &SecretMeta, cfg: &Config, employee_id: &str) -> Option
             m.tag(TAG_EMPLOYEE_ID).unwrap_or("(none)")
         ));
     }
-    if !same_kms_key(cfg.kms_key_id.as_deref(), m.kms_key_id.as_deref()) {
+    if !same_kms_key(kms_key, m.kms_key_id.as_deref()) {
         return Some(format!(
             "{name} is encrypted with KMS key {}, not SECRET_KMS_KEY_ID: it is never written",
             m.kms_key_id.as_deref().unwrap_or("aws/secretsmanager")
@@ -336,14 +501,16 @@ pub fn foreign_secret(m: &SecretMeta, cfg: &Config, employee_id: &str) -> Option
     None
 }
 
-/// Whether the secret's key is the configured one. A key is named by id, ARN,
-/// alias or alias ARN; Secrets Manager reports what it was given (or nothing for
-/// the account's default key). An alias and a key id cannot be compared offline:
-/// that pair is accepted (the tags and the policy still decide).
+/// Whether the secret's key is the configured one, compared as keys: both sides
+/// come here with customer aliases already resolved to key ARNs (an alias that
+/// could not be resolved stays an alias and matches nothing). A key id matches its
+/// key ARN. The AWS managed `alias/aws/secretsmanager` (which no one else can
+/// create) stands for the account's default key, which is also what no key means.
 pub fn same_kms_key(want: Option<&str>, have: Option<&str>) -> bool {
+    /// `key/<id>` for a key id or key ARN, `alias/<name>` for an alias.
     fn norm(k: &str) -> String {
         let tail = if k.starts_with("arn:") {
-            k.rsplit(':').next().unwrap_or(k)
+            k.split(':').nth(5).unwrap_or(k)
         } else {
             k
         };
@@ -353,16 +520,11 @@ pub fn same_kms_key(want: Option<&str>, have: Option<&str>) -> bool {
             format!("key/{tail}")
         }
     }
-    let default = |k: &str| norm(k) == "alias/aws/secretsmanager";
-    match (want, have) {
-        (None, None) => true,
-        (None, Some(h)) => default(h),
-        (Some(w), None) => default(w),
-        (Some(w), Some(h)) => {
-            let (w, h) = (norm(w), norm(h));
-            w == h || w.starts_with("alias/") != h.starts_with("alias/")
-        }
-    }
+    const DEFAULT: &str = "alias/aws/secretsmanager";
+    let side = |k: Option<&str>| k.map_or_else(|| DEFAULT.to_owned(), norm);
+    let (w, h) = (side(want), side(have));
+    // Two customer aliases are never equal on their spelling.
+    w == h && (w.starts_with("key/") || w == DEFAULT)
 }
 
 /// The function only ever acts on users it owns, and only for their employee.
@@ -395,16 +557,18 @@ fn guard(ev: &HrEvent, cfg: &Config, u: &UserInfo) -> Result<(), String> {
     }
 }
 
-/// Events are ordered by `(occurred_at, event_id)`: the id breaks ties so that two
-/// events with one timestamp still converge to the same end state in any order.
-fn staleness(ev: &HrEvent, last_at: Option<&str>, last_id: Option<&str>) -> Option<String> {
-    let at = last_at.and_then(parse_rfc3339)?;
-    let last_id = last_id.unwrap_or("");
-    if (ev.occurred_at, ev.event_id.as_str()) < (at, last_id) {
+/// Events are ordered by `(occurred_at, rank, event_id)` (contract section 5): a
+/// `left` ranks after `joined` and `changed` of the same instant, and the id breaks
+/// the remaining ties, so events with one timestamp converge in any order. The
+/// event that was applied last (equal key) is not stale: it is finished.
+fn staleness(ev: &HrEvent, last: &LastEvent<'_>) -> Option<String> {
+    let last_key = last.key()?;
+    if ev.order_key() < last_key {
         Some(format!(
-            "event at {} is older than the last event applied, {last_id} at {}",
+            "event at {} is older than the last event applied, {} at {}",
             ev.occurred_at_tag(),
-            last_at.unwrap_or_default()
+            last.id,
+            last.at_tag.unwrap_or_default()
         ))
     } else {
         None
@@ -457,6 +621,10 @@ fn ownership_tags(ev: &HrEvent, status: &str) -> Vec<(String, String)> {
         (TAG_STATUS.to_owned(), status.to_owned()),
         (TAG_LAST_EVENT_AT.to_owned(), ev.occurred_at_tag()),
         (TAG_LAST_EVENT_ID.to_owned(), ev.event_id.clone()),
+        (
+            TAG_LAST_EVENT_TYPE.to_owned(),
+            ev.event_type.short().to_owned(),
+        ),
     ]
 }
 
@@ -478,11 +646,16 @@ pub fn desired_tags(ev: &HrEvent, status: &str) -> Vec<(String, String)> {
 pub fn secret_tags(
     ev: &HrEvent,
     user_name: &str,
+    user_id: &str,
     status: &str,
     key: Option<(&str, &str)>,
 ) -> Vec<(String, String)> {
     let mut tags = ownership_tags(ev, status);
     tags.push((TAG_USER_NAME.to_owned(), user_name.to_owned()));
+    // The id survives a rename: a leaver whose name finds nothing looks it up.
+    if !user_id.is_empty() {
+        tags.push((TAG_USER_ID.to_owned(), user_id.to_owned()));
+    }
     if let Some((id, created)) = key {
         tags.push((TAG_ACCESS_KEY_ID.to_owned(), id.to_owned()));
         if !created.is_empty() {
@@ -668,17 +841,14 @@ fn plan_existing(ev: &HrEvent, cx: &Context<'_>, u: &UserInfo, state: &UserState
     if !dropped.is_empty() {
         first.push(Step::UntagUser { keys: dropped });
     }
+    // A missing or different boundary is restored before any grant: whoever
+    // removed it must not see a group or policy land on an unbounded user.
+    first.extend(restore_boundary(cfg, u));
     plan.push(first);
 
     let mut grants = remove_deny(cfg, att);
-    if let Some(b) = &cfg.boundary_arn {
-        // A differing boundary is corrected; a missing one is restored on rehire.
-        // (moto never reports boundaries, so "missing" alone is not trusted.)
-        let differs = u.boundary_arn.as_ref().is_some_and(|have| have != b);
-        if differs || (rehire && u.boundary_arn.is_none()) {
-            grants.push(Step::PutBoundary { arn: b.clone() });
-        }
-    }
+    // Nothing planted survives: credentials this function never issues go.
+    grants.extend(planted_credentials(att));
     for g in &rule.groups {
         if !att.groups.contains(g) {
             grants.push(Step::AddToGroup { group: g.clone() });
@@ -793,7 +963,7 @@ fn plan_existing(ev: &HrEvent, cx: &Context<'_>, u: &UserInfo, state: &UserState
         if let Some(meta) = &state.secret_meta {
             let created = kept_key.map(|id| key_created(att, meta, id));
             let held = kept_key.zip(created.as_deref());
-            let want = secret_tags(ev, &u.name, STATUS_ACTIVE, held);
+            let want = secret_tags(ev, &u.name, &u.user_id, STATUS_ACTIVE, held);
             let tags = diff(&meta.tags, want);
             if !tags.is_empty() {
                 plan.push(vec![Step::TagSecret { tags }]);
@@ -813,6 +983,27 @@ fn plan_existing(ev: &HrEvent, cx: &Context<'_>, u: &UserInfo, state: &UserState
         }
     }
     plan
+}
+
+/// The boundary step when the user lacks `PERMISSIONS_BOUNDARY_ARN` or has another.
+fn restore_boundary(cfg: &Config, u: &UserInfo) -> Option<Step> {
+    let want = cfg.boundary_arn.as_ref()?;
+    (u.boundary_arn.as_ref() != Some(want)).then(|| Step::PutBoundary { arn: want.clone() })
+}
+
+/// SSH keys, signing certificates and service-specific credentials: the function
+/// never issues them, so on a managed user they were planted.
+fn planted_credentials(att: &Attachments) -> Vec<Step> {
+    let ssh = att.ssh_keys.iter().map(|id| Step::DeleteSshKey { id: id.clone() });
+    let certs = att
+        .signing_certs
+        .iter()
+        .map(|id| Step::DeleteSigningCert { id: id.clone() });
+    let service = att
+        .service_credentials
+        .iter()
+        .map(|id| Step::DeleteServiceCredential { id: id.clone() });
+    ssh.chain(certs).chain(service).collect()
 }
 
 /// The creation time of a key: IAM's, else what the secret's tag says.
@@ -864,21 +1055,11 @@ fn plan_leaver(
             .iter()
             .map(|id| Step::DeleteAccessKey { id: id.clone() }),
     );
-    removals.extend(
-        att.signing_certs
-            .iter()
-            .map(|id| Step::DeleteSigningCert { id: id.clone() }),
-    );
-    removals.extend(
-        att.ssh_keys
-            .iter()
-            .map(|id| Step::DeleteSshKey { id: id.clone() }),
-    );
-    removals.extend(
-        att.service_credentials
-            .iter()
-            .map(|id| Step::DeleteServiceCredential { id: id.clone() }),
-    );
+    removals.extend(planted_credentials(att));
+    if cfg.leaver_action == LeaverAction::Disable {
+        // The kept user stays inside its boundary should the deny-all ever go.
+        removals.extend(restore_boundary(cfg, u));
+    }
     removals.extend(
         att.mfa_devices
             .iter()
@@ -917,7 +1098,13 @@ fn plan_leaver(
     };
     let mut tombstone = Vec::new();
     if let Some((v, meta)) = live_secret {
-        if !v.readable || v.has_password || v.has_secret_key || v.access_key_id.is_some() {
+        let emptying = !v.readable || v.has_password || v.has_secret_key || v.access_key_id.is_some();
+        // The emptying write moves AWSPREVIOUS to the version with the credentials;
+        // a label left by an earlier run may too.
+        if emptying || meta.previous_version.is_some() {
+            tombstone.push(Step::ClearPreviousSecretVersion);
+        }
+        if emptying {
             removals.push(Step::WriteSecret(SecretWrite {
                 how: SecretHow::Put,
                 password: Cred::Drop,
@@ -927,7 +1114,7 @@ fn plan_leaver(
         } else {
             let tags = diff(
                 &meta.tags,
-                secret_tags(ev, &u.name, secret_status(ev, cfg), None),
+                secret_tags(ev, &u.name, &u.user_id, secret_status(ev, cfg), None),
             );
             if !tags.is_empty() {
                 removals.push(Step::TagSecret { tags });
@@ -979,8 +1166,11 @@ fn plan_leaver(
     plan
 }
 
+/// A virtual MFA device (`arn:...:mfa/name`), deleted after deactivation. A FIDO
+/// security key's serial is an ARN too (`arn:...:u2f/...`), but it is hardware the
+/// employee holds: it is only deactivated.
 pub fn is_virtual_mfa(serial: &str) -> bool {
-    serial.starts_with("arn:")
+    serial.starts_with("arn:") && serial.split(':').nth(5).is_some_and(|r| r.starts_with("mfa/"))
 }
 
 #[cfg(test)]

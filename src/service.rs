@@ -12,12 +12,17 @@ use crate::aws::{AwsError, Budget, ErrorKind};
 use crate::config::Config;
 use crate::event::{EventType, HrEvent};
 use crate::password::{generate_default, PasswordPolicy};
-use crate::plan::{foreign_secret, key_created, plan, Context, Cred, Granted, Step, Verdict};
+use crate::aws::kms::is_customer_alias;
+use crate::plan::{
+    foreign_secret, key_created, last_event, plan, Context, Cred, Granted, Step, Verdict,
+};
 use crate::rules::Rule;
 use crate::state::{
-    Attachments, Lookup, SecretDoc, SecretState, SecretView, UserState, MANAGED_BY,
-    TAG_EMPLOYEE_ID, TAG_MANAGED_BY, TAG_USER_NAME,
+    Attachments, Lookup, SecretDoc, SecretMeta, SecretState, SecretView, UserState, MANAGED_BY,
+    STATUS_ACTIVE, STATUS_DELETED, TAG_EMPLOYEE_ID, TAG_MANAGED_BY, TAG_STATUS, TAG_USER_ID,
+    TAG_USER_NAME,
 };
+use time::OffsetDateTime;
 
 /// Rounds of read -> plan -> apply per record: a DeleteConflict (something was
 /// attached after the read) is answered by reading again and removing it.
@@ -30,6 +35,8 @@ pub struct Provisioner {
     password_policy: OnceCell<PasswordPolicy>,
     /// Template users' (groups, managed policies), by name.
     templates: OnceCell<TemplateGrants>,
+    /// `SECRET_KMS_KEY_ID` resolved to a key ARN when it is an alias.
+    kms_key: OnceCell<String>,
     faults: Option<Arc<dyn Faults>>,
 }
 
@@ -43,6 +50,8 @@ pub struct Report {
     /// The user acted on, when it is not the one the name rule gives (found
     /// through its secret after an email change).
     pub user_name: Option<String>,
+    /// Every user acted on, when a leaver retired more than one.
+    pub users: Vec<String>,
 }
 
 impl Report {
@@ -52,6 +61,7 @@ impl Report {
             reason,
             planned: Vec::new(),
             user_name: None,
+            users: Vec::new(),
         }
     }
 }
@@ -64,6 +74,7 @@ impl Provisioner {
             signin_url: OnceCell::new(),
             password_policy: OnceCell::new(),
             templates: OnceCell::new(),
+            kms_key: OnceCell::new(),
             faults: None,
         }
     }
@@ -164,31 +175,75 @@ impl Provisioner {
         )))
     }
 
-    /// Reads what AWS holds about one user name: the user and its secret's metadata
-    /// at once, then (for an existing user) its attachments, the secret's resource
-    /// policy and, when the secret is ours, its value.
+    /// `SECRET_KMS_KEY_ID` as a key: a customer alias is resolved once per
+    /// container (an alias that names no key we may describe matches nothing).
+    async fn kms_key(&self, b: &Budget) -> Result<Option<&str>, AwsError> {
+        let Some(want) = self.config.kms_key_id.as_deref() else {
+            return Ok(None);
+        };
+        let resolved = self
+            .kms_key
+            .get_or_try_init(|| async {
+                Ok::<_, AwsError>(
+                    self.services
+                        .kms
+                        .key_arn(want, b)
+                        .await?
+                        .unwrap_or_else(|| want.to_owned()),
+                )
+            })
+            .await?;
+        Ok(Some(resolved.as_str()))
+    }
+
+    /// The secret's metadata, its KMS key named as a key (a customer alias is
+    /// resolved: a secret is ours only under `SECRET_KMS_KEY_ID` itself).
+    async fn describe(&self, secret_name: &str, b: &Budget) -> Result<Option<SecretMeta>, AwsError> {
+        let Some(mut meta) = self.services.secrets.describe(secret_name, b).await? else {
+            return Ok(None);
+        };
+        if let Some(k) = meta.kms_key_id.as_deref().filter(|k| is_customer_alias(k)) {
+            if let Some(arn) = self.services.kms.key_arn(k, b).await? {
+                meta.kms_key_id = Some(arn);
+            }
+        }
+        Ok(Some(meta))
+    }
+
+    /// Reads what AWS holds about one user and its secret. A leaver's first read
+    /// (`Cutoff`) is IAM alone: the user and whether the deny-all is on, so that
+    /// Secrets Manager being slow, down or denying never delays the cut-off. The
+    /// other reads: the user and its secret's metadata at once, then (for a user
+    /// of this employee) its attachments, the secret's resource policy and, when
+    /// the secret is ours, its value.
     async fn read(
         &self,
         ev: &HrEvent,
+        secret_name: &str,
         depth: ReadDepth,
         b: &Budget,
     ) -> Result<(UserState, Option<SecretDoc>), AwsError> {
         let (iam, secrets, cfg) = (&self.services.iam, &self.services.secrets, &self.config);
         let user = ev.user_name.as_str();
-        let secret_name = cfg.secret_name(user);
-        let cutoff = async {
-            match depth {
-                ReadDepth::Cutoff => Ok::<_, AwsError>(Some(
-                    iam.deny_check(user, cfg.deny_policy_arn.as_deref(), b)
-                        .await,
-                )),
-                _ => Ok(None),
-            }
-        };
-        let (lookup, meta, cutoff) = futures::try_join!(
+        if depth == ReadDepth::Cutoff {
+            let (lookup, att) = futures::join!(
+                iam.lookup(user, b),
+                iam.deny_check(user, cfg.deny_policy_arn.as_deref(), b)
+            );
+            return Ok((
+                UserState {
+                    lookup: lookup?,
+                    attachments: att,
+                    secret: SecretState::Absent,
+                    secret_meta: None,
+                },
+                None,
+            ));
+        }
+        let (lookup, meta, kms_key) = futures::try_join!(
             iam.lookup(user, b),
-            secrets.describe(&secret_name, b),
-            cutoff
+            self.describe(secret_name, b),
+            self.kms_key(b)
         )?;
         // Only a user this function may act on is read further: the role may read
         // nothing else, and the planner rejects the others from GetUser alone.
@@ -199,32 +254,28 @@ impl Provisioner {
         // Everything that decides whether the secret is ours, before its value is read.
         // Secrets Manager refuses most calls on a secret pending deletion: its
         // policy is checked once it is restored (apply.rs).
-        // The cut-off does not touch the secret: its policy waits for the full read.
         let policy = async {
             match &meta {
-                Some(m) if !m.scheduled && cutoff.is_none() => {
-                    secrets.has_policy(&secret_name, b).await
-                }
+                Some(m) if !m.scheduled => secrets.has_policy(secret_name, b).await,
                 _ => Ok(false),
             }
         };
         let ours = meta.as_ref().is_some_and(|m| {
-            !m.scheduled && foreign_secret(m, cfg, &ev.employee.employee_id).is_none()
+            !m.scheduled && foreign_secret(m, kms_key, &ev.employee.employee_id).is_none()
         });
         let value = async {
-            match (&meta, found && ours && cutoff.is_none()) {
-                (Some(_), true) => secrets.read(&secret_name, b).await,
+            match (&meta, found && ours) {
+                (Some(_), true) => secrets.read(secret_name, b).await,
                 (Some(m), false) if m.scheduled => Ok((SecretState::Scheduled, None)),
                 (Some(_), false) => Ok((SecretState::Present(SecretView::default()), None)),
                 (None, _) => Ok((SecretState::Absent, None)),
             }
         };
         let attachments = async {
-            match (&cutoff, found, depth) {
-                (Some(att), _, _) => Ok(att.clone()),
-                (None, true, ReadDepth::Leaver) => iam.attachments(user, Depth::Leaver, b).await,
-                (None, true, _) => iam.attachments(user, Depth::Joiner, b).await,
-                (None, false, _) => Ok(Attachments::default()),
+            match (found, depth) {
+                (true, ReadDepth::Leaver) => iam.attachments(user, Depth::Leaver, b).await,
+                (true, _) => iam.attachments(user, Depth::Joiner, b).await,
+                (false, _) => Ok(Attachments::default()),
             }
         };
         let (has_policy, (secret, doc), attachments) =
@@ -237,49 +288,114 @@ impl Provisioner {
             UserState {
                 lookup,
                 attachments,
-                secret,
+                secret: secret.clone(),
                 secret_meta,
             },
             doc,
         ))
     }
 
-    /// A leaver or mover whose name rule finds no user of this employee (HR changed
-    /// the email) is found through the secret tagged with its employee id. Users are
-    /// never renamed: the existing user is acted on.
-    async fn locate(
-        &self,
-        ev: &HrEvent,
-        state: &UserState,
-        b: &Budget,
-    ) -> Result<Option<HrEvent>, AwsError> {
-        let mine = |l: &Lookup| matches!(l, Lookup::Found(u) if u.tag(TAG_EMPLOYEE_ID) == Some(ev.employee.employee_id.as_str()));
-        if ev.event_type == EventType::Joined || mine(&state.lookup) {
-            return Ok(None);
-        }
-        let found = self
+    /// The users of this employee other than the one the name rule gives, found
+    /// through the secrets tagged with its employee id (one employee, one user):
+    /// each secret names its user (`hr:user-name`) and its IAM id (`hr:user-id`),
+    /// which finds the user after a rename. The name rule's own secret is left to
+    /// [`Provisioner::renamed`].
+    async fn others(&self, ev: &HrEvent, b: &Budget) -> Result<Vec<Other>, AwsError> {
+        let cfg = &self.config;
+        let mut found = self
             .services
             .secrets
-            .find_by_employee(&self.config.secret_prefix, &ev.employee.employee_id, b)
+            .find_by_employee(&cfg.secret_prefix, &ev.employee.employee_id, b)
             .await?;
-        let mut names: Vec<&str> = found
-            .iter()
-            .filter_map(|(_, tags)| tags.get(TAG_USER_NAME).map(String::as_str))
-            .filter(|n| *n != ev.user_name)
-            .collect();
-        names.sort_unstable();
-        names.dedup();
-        let Some(name) = names.first() else {
+        found.sort();
+        let own = cfg.secret_name(&ev.user_name);
+        let mut out: Vec<Other> = Vec::new();
+        for (secret_name, tags) in found {
+            let named = tags.get(TAG_USER_NAME).cloned();
+            if secret_name == own || named.as_deref() == Some(ev.user_name.as_str()) {
+                continue;
+            }
+            let mut user = None;
+            if let Some(n) = named.as_deref() {
+                if self.is_mine(ev, n, b).await? {
+                    user = Some(n.to_owned());
+                }
+            }
+            if user.is_none() {
+                user = self.by_user_id(ev, &tags, b).await?;
+            }
+            if user.as_ref().is_some_and(|u| out.iter().any(|o| o.user.as_ref() == Some(u))) {
+                continue;
+            }
+            out.push(Other {
+                user,
+                secret_name,
+                tags,
+            });
+        }
+        // Users first (they are acted on), secrets without a user after.
+        out.sort_by_key(|o| o.user.is_none());
+        Ok(out)
+    }
+
+    /// Whether `name` is a managed user of this employee under `USER_PATH`.
+    async fn is_mine(&self, ev: &HrEvent, name: &str, b: &Budget) -> Result<bool, AwsError> {
+        let cfg = &self.config;
+        Ok(matches!(self.services.iam.lookup(name, b).await?, Lookup::Found(u)
+            if u.path == cfg.user_path
+                && u.tag(TAG_MANAGED_BY) == Some(MANAGED_BY)
+                && u.tag(TAG_EMPLOYEE_ID) == Some(ev.employee.employee_id.as_str())))
+    }
+
+    /// The user a secret's `hr:user-id` names, when it goes by another name than the
+    /// secret says (renamed with UpdateUser outside the function) and is this
+    /// employee's. Tombstones are not looked up: their user is gone.
+    async fn by_user_id(
+        &self,
+        ev: &HrEvent,
+        tags: &BTreeMap<String, String>,
+        b: &Budget,
+    ) -> Result<Option<String>, AwsError> {
+        if tags.get(TAG_STATUS).map(String::as_str) == Some(STATUS_DELETED) {
+            return Ok(None);
+        }
+        let Some(id) = tags.get(TAG_USER_ID).filter(|id| !id.is_empty()) else {
             return Ok(None);
         };
-        if names.len() > 1 {
-            tracing::warn!(event_id = %ev.event_id, employee_id = %ev.employee.employee_id, candidates = ?names,
-                "several secrets name a user for this employee; using the first");
+        let Some(n) = self
+            .services
+            .iam
+            .name_of_user_id(id, &self.config.user_path, b)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let named = tags.get(TAG_USER_NAME).map(String::as_str);
+        if named == Some(n.as_str()) || !self.is_mine(ev, &n, b).await? {
+            return Ok(None);
         }
-        Ok(Some(HrEvent {
-            user_name: (*name).to_owned(),
-            ..ev.clone()
-        }))
+        tracing::warn!(event_id = %ev.event_id, user_name = %n, was = named.unwrap_or_default(),
+            "user found by its IAM id: renamed outside the function (users are never renamed back)");
+        Ok(Some(n))
+    }
+
+    /// When the name rule finds no user, whether the name rule's own secret names
+    /// one by its IAM id (renamed outside the function).
+    async fn renamed(
+        &self,
+        ev: &HrEvent,
+        meta: Option<&SecretMeta>,
+        b: &Budget,
+    ) -> Result<Option<String>, AwsError> {
+        match meta {
+            Some(m)
+                if m.tag(TAG_MANAGED_BY) == Some(MANAGED_BY)
+                    && m.tag(TAG_EMPLOYEE_ID) == Some(ev.employee.employee_id.as_str()) =>
+            {
+                self.by_user_id(ev, &m.tags, b).await
+            }
+            _ => Ok(None),
+        }
     }
 
     /// Brings AWS in line with one event. Changes made are pushed to `log`.
@@ -305,80 +421,278 @@ impl Provisioner {
         b: Budget,
         log: &ActionLog,
     ) -> Result<Report, ApplyError> {
-        // Only joiners and movers need the URL (for the secret and the mail), the
+        if ev.event_type == EventType::Left {
+            return Box::pin(self.converge_leaver(ev, b, log)).await;
+        }
+        // Joiners and movers need the URL (for the secret and the mail), the
         // password policy and the rules; the first two are read once per container,
         // alongside the first state read so that a cold container pays no extra
-        // round trip. A leaver keeps whatever URL the secret already says.
-        let leaver = ev.event_type == EventType::Left;
+        // round trip. The employee's other users are looked for at the same time.
         let per_container = async {
-            if leaver {
-                return Ok(("", None));
-            }
             let (url, _, rules) = futures::try_join!(
                 self.signin_url(function_arn, &b),
                 self.password_policy(&b),
                 self.rules_for(ev, &b)
             )?;
-            Ok::<_, AwsError>((url, Some(rules)))
+            Ok::<_, AwsError>((url, rules))
         };
-        // A leaver's first read is only what its cut-off needs (fail safe); a dry
-        // run plans everything from one read.
-        let mut depth = match (leaver, self.config.dry_run) {
-            (true, false) => ReadDepth::Cutoff,
-            (true, true) => ReadDepth::Leaver,
-            (false, _) => ReadDepth::Joiner,
-        };
-        let ((signin_url, rules), mut first) =
-            futures::try_join!(Box::pin(per_container), Box::pin(self.read(ev, depth, &b)))?;
+        let own_secret = self.config.secret_name(&ev.user_name);
+        let ((signin_url, rules), first, others) = futures::try_join!(
+            Box::pin(per_container),
+            Box::pin(self.read(ev, &own_secret, ReadDepth::Joiner, &b)),
+            Box::pin(self.others(ev, &b))
+        )?;
         let (rule, granted) = match rules {
-            Some(Ok(r)) => r,
-            Some(Err(why)) => return Ok(Report::new(Outcome::Rejected, Some(why))),
-            None => (self.config.rules.default.clone(), Granted::default()),
+            Ok(r) => r,
+            Err(why) => return Ok(Report::new(Outcome::Rejected, Some(why))),
         };
-        // The user the employee's secret names, when the name rule finds none of
-        // this employee's: acted on if it exists (or left a tombstone).
-        let mut acted_on = None;
-        if let Some(other) = self.locate(ev, &first.0, &b).await? {
-            let alt = Box::pin(self.read(&other, depth, &b)).await?;
-            if matches!(alt.0.lookup, Lookup::Found(_)) || alt.0.secret_meta.is_some() {
-                tracing::warn!(event_id = %ev.event_id, user_name = %other.user_name, name_rule = %ev.user_name,
-                    "user found through its secret: the name rule gives another name; users are never renamed");
-                first = alt;
-                acted_on = Some(other);
+        let mine = matches!(&first.0.lookup, Lookup::Found(u)
+            if u.tag(TAG_EMPLOYEE_ID) == Some(ev.employee.employee_id.as_str()));
+        // One employee, one user: when the name rule finds no user of this
+        // employee, the employee's existing user (found through its secret) is the
+        // one acted on. Users are never renamed.
+        let mut renamed_target = None;
+        if matches!(first.0.lookup, Lookup::Absent) {
+            if let Some(n) = self.renamed(ev, first.0.secret_meta.as_ref(), &b).await? {
+                renamed_target = Some(Other {
+                    user: Some(n),
+                    secret_name: own_secret.clone(),
+                    tags: first.0.secret_meta.as_ref().map(|m| m.tags.clone()).unwrap_or_default(),
+                });
             }
         }
-        let ev = acted_on.as_ref().unwrap_or(ev);
-        let report = |outcome, reason| {
-            let mut r = Report::new(outcome, reason);
-            r.user_name = acted_on.as_ref().map(|e| e.user_name.clone());
-            r
+        let mut target = renamed_target.as_ref();
+        if !mine && target.is_none() {
+            if let Some(o) = others.iter().find(|o| o.user.is_some()) {
+                target = Some(o);
+            } else if ev.event_type == EventType::Changed {
+                // A mover for a user that is gone: its secret says why (deleted by
+                // a leaver: unchanged; else failed, as for a joiner on the way).
+                target = others.first();
+            }
+        }
+        if others.iter().filter(|o| o.user.is_some()).count() + usize::from(mine) > 1 {
+            tracing::warn!(event_id = %ev.event_id, employee_id = %ev.employee.employee_id,
+                users = ?others.iter().filter_map(|o| o.user.as_deref()).collect::<Vec<_>>(),
+                "several users for one employee: the audit reports duplicate-employee; a leaver retires them all");
+        }
+        let (ev_for, secret_name, first) = match target {
+            Some(o) => {
+                let user = o.user.clone().or_else(|| o.named()).unwrap_or_default();
+                tracing::warn!(event_id = %ev.event_id, user_name = %user, name_rule = %ev.user_name,
+                    "user found through its secret: the name rule gives another name; users are never renamed");
+                let alt = HrEvent {
+                    user_name: user,
+                    ..ev.clone()
+                };
+                let read = Box::pin(self.read(&alt, &o.secret_name, ReadDepth::Joiner, &b)).await?;
+                (alt, o.secret_name.clone(), read)
+            }
+            None => {
+                // A joiner older than the tombstone another name left is stale.
+                if let Some(why) = self.older_than_tombstone(ev, &others) {
+                    return Ok(Report::new(Outcome::Stale, Some(why)));
+                }
+                (ev.clone(), own_secret, first)
+            }
         };
         let cx = Context {
             config: &self.config,
             rule: &rule,
             granted: &granted,
             signin_url,
+            now: OffsetDateTime::now_utc(),
+            kms_key: self.kms_key(&b).await?,
         };
-        let mut read = Some(first);
+        let acted_on = (ev_for.user_name != ev.user_name).then(|| ev_for.user_name.clone());
+        let mut report = Box::pin(self.rounds(&ev_for, &secret_name, &cx, Some(first), ReadDepth::Joiner, &b, log)).await?;
+        report.user_name = acted_on;
+        Ok(report)
+    }
+
+    /// A joiner for which no user exists, checked against the tombstones of this
+    /// employee's other names (delete mode): an older event recreates nothing.
+    fn older_than_tombstone(&self, ev: &HrEvent, others: &[Other]) -> Option<String> {
+        others
+            .iter()
+            .filter(|o| o.user.is_none() && o.status() == STATUS_DELETED)
+            .find_map(|o| {
+                let last = last_event(&o.tags);
+                let key = last.at.map(|at| (at, last.rank, last.id.to_owned()))?;
+                let (at, rank, id) = ev.order_key();
+                ((at, rank, id.to_owned()) < key).then(|| {
+                    format!(
+                        "event at {} is older than the last event applied, {} (kept on the deleted user's secret {})",
+                        ev.occurred_at_tag(),
+                        last.id,
+                        o.secret_name
+                    )
+                })
+            })
+    }
+
+    /// A leaver retires every user of the employee: the one the name rule gives
+    /// (cut off from IAM reads alone, before Secrets Manager is asked anything),
+    /// then each one the employee's secrets name.
+    async fn converge_leaver(
+        &self,
+        ev: &HrEvent,
+        b: Budget,
+        log: &ActionLog,
+    ) -> Result<Report, ApplyError> {
+        let granted = Granted::default();
+        let rule = self.config.rules.default.clone();
+        let cx = |kms_key| Context {
+            config: &self.config,
+            rule: &rule,
+            granted: &granted,
+            signin_url: "",
+            now: OffsetDateTime::now_utc(),
+            kms_key,
+        };
+        let depth = if self.config.dry_run {
+            ReadDepth::Leaver
+        } else {
+            ReadDepth::Cutoff
+        };
+        let own_secret = self.config.secret_name(&ev.user_name);
+        // The name rule's user first, from IAM alone; its cut-off is applied before
+        // any other read, and before Secrets Manager can fail the record.
+        let first = Box::pin(self.read(ev, &own_secret, depth, &b)).await?;
+        let mine = matches!(&first.0.lookup, Lookup::Found(u)
+            if u.tag(TAG_EMPLOYEE_ID) == Some(ev.employee.employee_id.as_str()));
+        let mut reports = Vec::new();
+        if mine {
+            let r = Box::pin(self.rounds(ev, &own_secret, &cx(None), Some(first), depth, &b, log)).await;
+            reports.push((ev.user_name.clone(), r));
+        }
+        // Then every other user of this employee (found through its secrets).
+        let others = match self.others(ev, &b).await {
+            Ok(o) => o,
+            Err(e) => {
+                reports.push((ev.user_name.clone(), Err(ApplyError::Aws(e))));
+                return Ok(combine(ev, reports));
+            }
+        };
+        let kms_key = match self.kms_key(&b).await {
+            Ok(k) => k,
+            Err(e) => {
+                reports.push((ev.user_name.clone(), Err(ApplyError::Aws(e))));
+                return Ok(combine(ev, reports));
+            }
+        };
+        for o in &others {
+            match &o.user {
+                Some(user) => {
+                    tracing::warn!(event_id = %ev.event_id, user_name = %user, name_rule = %ev.user_name,
+                        "leaver: user of this employee found through its secret; retired too");
+                    let alt = HrEvent {
+                        user_name: user.clone(),
+                        ..ev.clone()
+                    };
+                    let r = Box::pin(self.rounds(&alt, &o.secret_name, &cx(kms_key), None, depth, &b, log)).await;
+                    reports.push((user.clone(), r));
+                }
+                // A live secret of this employee whose user cannot be found (renamed
+                // out of the path, or deleted outside the function): someone must look.
+                None if o.status() == STATUS_ACTIVE => {
+                    let name = o.named().unwrap_or_else(|| "(unnamed)".to_owned());
+                    reports.push((
+                        name.to_owned(),
+                        Ok(Report::new(
+                            Outcome::Failed,
+                            Some(format!(
+                                "secret {} names user {name}, which no longer exists under USER_PATH (neither by name nor by its {TAG_USER_ID}): renamed, moved or deleted outside the function; someone must look",
+                                o.secret_name
+                            )),
+                        )),
+                    ));
+                }
+                None => {}
+            }
+        }
+        if !mine {
+            // The name rule finds no user of this employee: the name rule's own
+            // secret may name it by its IAM id (renamed outside the function);
+            // else what that secret says decides (a tombstone: unchanged; a live
+            // one: the user vanished, failed; none: unchanged).
+            let meta = match Box::pin(self.describe(&own_secret, &b)).await {
+                Ok(m) => m,
+                Err(e) => {
+                    reports.push((ev.user_name.clone(), Err(ApplyError::Aws(e))));
+                    return Ok(combine(ev, reports));
+                }
+            };
+            let renamed = match Box::pin(self.renamed(ev, meta.as_ref(), &b)).await {
+                Ok(r) => r,
+                Err(e) => {
+                    reports.push((ev.user_name.clone(), Err(ApplyError::Aws(e))));
+                    return Ok(combine(ev, reports));
+                }
+            };
+            match renamed {
+                Some(user) if !reports.iter().any(|(u, _)| *u == user) => {
+                    let alt = HrEvent {
+                        user_name: user.clone(),
+                        ..ev.clone()
+                    };
+                    let r = Box::pin(self.rounds(&alt, &own_secret, &cx(kms_key), None, depth, &b, log)).await;
+                    reports.insert(0, (user, r));
+                }
+                Some(_) => {}
+                None if reports.is_empty() || meta.is_some() => {
+                    let r = Box::pin(self.rounds(ev, &own_secret, &cx(kms_key), None, ReadDepth::Leaver, &b, log)).await;
+                    reports.push((ev.user_name.clone(), r));
+                }
+                None => {}
+            }
+        }
+        Ok(combine(ev, reports))
+    }
+
+    /// Read -> plan -> apply until the user converges (or a verdict).
+    #[allow(clippy::too_many_arguments)]
+    async fn rounds(
+        &self,
+        ev: &HrEvent,
+        secret_name: &str,
+        cx: &Context<'_>,
+        first: Option<(UserState, Option<SecretDoc>)>,
+        mut depth: ReadDepth,
+        b: &Budget,
+        log: &ActionLog,
+    ) -> Result<Report, ApplyError> {
+        let mut read = first;
         let mut conflicts = 0;
+        // A failure found on the cut-off (tampered state) outlives the cut-off's
+        // own tags, which overwrite the forged ones.
+        let mut sticky: Option<String> = None;
+        let start = log.len();
         loop {
             let (state, doc) = match read.take() {
                 Some(r) => r,
-                None => Box::pin(self.read(ev, depth, &b)).await?,
+                None => Box::pin(self.read(ev, secret_name, depth, b)).await?,
             };
-            let (p, then_read) = match plan(ev, &cx, &state) {
-                Verdict::Stale(why) => return Ok(report(Outcome::Stale, Some(why))),
-                Verdict::Rejected(why) => return Ok(report(Outcome::Rejected, Some(why))),
-                Verdict::Failed(why) => return Ok(report(Outcome::Failed, Some(why))),
-                Verdict::Unchanged(why) if log.is_empty() => {
-                    return Ok(report(Outcome::Unchanged, Some(why)))
+            let verdict = plan(ev, cx, &state);
+            let done = |outcome, reason: Option<String>| {
+                Ok(match (&sticky, outcome) {
+                    (Some(why), _) => Report::new(Outcome::Failed, Some(why.clone())),
+                    (None, o) => Report::new(o, reason),
+                })
+            };
+            let (p, then_read) = match verdict {
+                Verdict::Stale(why) => return done(Outcome::Stale, Some(why)),
+                Verdict::Rejected(why) => return Ok(Report::new(Outcome::Rejected, Some(why))),
+                Verdict::Failed(why) => return Ok(Report::new(Outcome::Failed, Some(why))),
+                Verdict::Unchanged(why) if log.len() == start => {
+                    return done(Outcome::Unchanged, Some(why))
                 }
-                Verdict::Unchanged(_) => return Ok(report(Outcome::Applied, None)),
+                Verdict::Unchanged(_) => return done(Outcome::Applied, None),
                 Verdict::ReadMore(p) => (p, true),
                 Verdict::Apply(p) => (p, false),
             };
             if self.config.dry_run {
-                let mut r = report(Outcome::Planned, None);
+                let mut r = Report::new(Outcome::Planned, None);
                 r.planned = p.action_names();
                 return Ok(r);
             }
@@ -386,7 +700,7 @@ impl Provisioner {
                 .steps()
                 .any(|s| matches!(s, Step::WriteSecret(w) if w.password == Cred::New))
             {
-                Some(generate_default(self.password_policy(&b).await?))
+                Some(generate_default(self.password_policy(b).await?))
             } else {
                 None
             };
@@ -397,12 +711,17 @@ impl Provisioner {
                     .map(|id| key_created(&state.attachments, m, id)),
                 _ => None,
             };
+            let user_id = match &state.lookup {
+                Lookup::Found(u) => u.user_id.clone(),
+                _ => String::new(),
+            };
             let applier = Applier {
                 services: &self.services,
                 config: &self.config,
                 event: ev,
-                signin_url,
-                budget: b,
+                secret_name: secret_name.to_owned(),
+                signin_url: cx.signin_url,
+                budget: *b,
                 log,
                 faults: self.faults.as_deref(),
                 vault: Mutex::new(Vault {
@@ -410,14 +729,25 @@ impl Provisioner {
                     new_password,
                     created_key: None,
                     kept_key_created,
+                    user_id,
                 }),
             };
             match Box::pin(applier.apply(&p)).await {
-                Ok(()) if then_read => depth = ReadDepth::Leaver,
+                Ok(()) if then_read => {
+                    if sticky.is_none() {
+                        sticky = p.fail_after.clone();
+                    }
+                    depth = ReadDepth::Leaver;
+                }
                 Ok(()) => {
-                    return Ok(match p.fail_after {
-                        Some(why) => report(Outcome::Failed, Some(why)),
-                        None => report(Outcome::Applied, None),
+                    return Ok(match p.fail_after.or(sticky) {
+                        Some(why) => Report::new(Outcome::Failed, Some(why)),
+                        // Every step found done (an emulator lacking a call).
+                        None if log.len() == start => Report::new(
+                            Outcome::Unchanged,
+                            Some(format!("{} already in effect", ev.event_type.as_str())),
+                        ),
+                        None => Report::new(Outcome::Applied, None),
                     })
                 }
                 Err(ApplyError::Aws(e))
@@ -431,6 +761,67 @@ impl Provisioner {
             }
         }
     }
+}
+
+/// Another user (or a secret without one) of the employee, found through the
+/// employee's secrets.
+#[derive(Debug, Clone)]
+struct Other {
+    /// The user, when it exists (by name or by its IAM id) and is this employee's.
+    user: Option<String>,
+    secret_name: String,
+    /// The secret's tags.
+    tags: BTreeMap<String, String>,
+}
+
+impl Other {
+    fn status(&self) -> &str {
+        self.tags.get(TAG_STATUS).map_or("", String::as_str)
+    }
+    /// The user the secret names (`hr:user-name`).
+    fn named(&self) -> Option<String> {
+        self.tags.get(TAG_USER_NAME).cloned()
+    }
+}
+
+/// One report for a leaver that acted on several users: the worst outcome, the
+/// first reason of it, the users acted on.
+fn combine(ev: &HrEvent, reports: Vec<(String, Result<Report, ApplyError>)>) -> Report {
+    let severity = |o: Outcome| match o {
+        Outcome::Failed | Outcome::Rejected => 4,
+        Outcome::Applied => 3,
+        Outcome::Planned => 2,
+        Outcome::Stale => 1,
+        Outcome::Unchanged => 0,
+    };
+    let mut users = Vec::new();
+    let mut worst: Option<Report> = None;
+    for (user, r) in reports {
+        let r = r.unwrap_or_else(|e| Report::new(Outcome::Failed, Some(e.to_string())));
+        if !users.contains(&user) {
+            users.push(user);
+        }
+        if let Some(w) = &mut worst {
+            if w.outcome == Outcome::Planned && r.outcome == Outcome::Planned {
+                w.planned.extend(r.planned);
+                continue;
+            }
+        }
+        if worst.as_ref().is_none_or(|w| severity(r.outcome) > severity(w.outcome)) {
+            worst = Some(r);
+        }
+    }
+    let mut report = worst.unwrap_or_else(|| {
+        Report::new(
+            Outcome::Unchanged,
+            Some(format!("user {} does not exist", ev.user_name)),
+        )
+    });
+    if users.first().is_some_and(|u| *u != ev.user_name) {
+        report.user_name = users.first().cloned();
+    }
+    report.users = users;
+    report
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

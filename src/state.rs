@@ -18,6 +18,12 @@ pub const STATUS_RETIRED: &str = "retired";
 pub const STATUS_DELETED: &str = "deleted";
 pub const TAG_LAST_EVENT_AT: &str = "hr:last-event-at";
 pub const TAG_LAST_EVENT_ID: &str = "hr:last-event-id";
+/// Extension: the type of that event (`joined`, `changed`, `left`). It ranks events
+/// of one instant (a `left` after the others) and tells a stale leaver against an
+/// active user whether the newer event was a rehire.
+pub const TAG_LAST_EVENT_TYPE: &str = "hr:last-event-type";
+/// On the secret: the IAM `UserId` of its user, which survives a rename.
+pub const TAG_USER_ID: &str = "hr:user-id";
 /// Secret tags that let auditors compare without reading the value.
 pub const TAG_USER_NAME: &str = "hr:user-name";
 pub const TAG_ACCESS_KEY_ID: &str = "hr:access-key-id";
@@ -39,6 +45,8 @@ pub const DENY_ALL_POLICY: &str = "hr-provisioner-deny-all";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserInfo {
     pub name: String,
+    /// IAM's `UserId` (`AIDA...`): stable across renames.
+    pub user_id: String,
     pub path: String,
     pub tags: BTreeMap<String, String>,
     pub boundary_arn: Option<String>,
@@ -114,6 +122,9 @@ pub struct SecretMeta {
     pub kms_key_id: Option<String>,
     pub scheduled: bool,
     pub has_policy: bool,
+    /// The version labelled `AWSPREVIOUS`, if any: after a leaver empties the
+    /// secret it would still hold the credentials, so the label is taken off.
+    pub previous_version: Option<String>,
 }
 
 impl SecretMeta {

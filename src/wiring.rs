@@ -11,6 +11,7 @@ use aws_smithy_runtime_api::client::http::SharedHttpClient;
 
 use crate::apply::Services;
 use crate::aws::iam::Iam;
+use crate::aws::kms::Kms;
 use crate::aws::mail::Mailer;
 use crate::aws::pace::{paced, Pacer};
 use crate::aws::secrets::Secrets;
@@ -237,7 +238,11 @@ pub fn services_with(
         .http_client(paced(base.clone(), Pacer::new("secretsmanager", floor)))
         .build();
     let ses = aws_sdk_sesv2::config::Builder::from(sdk)
-        .http_client(paced(base, Pacer::new("sesv2", floor)))
+        .http_client(paced(base.clone(), Pacer::new("sesv2", floor)))
+        .build();
+    // Called at most once per customer alias and container: no pacer.
+    let kms = aws_sdk_kms::config::Builder::from(sdk)
+        .http_client(base)
         .build();
     Services {
         iam: Iam::new(aws_sdk_iam::Client::from_conf(iam), emulator).with_case_scan(case_scan),
@@ -249,6 +254,7 @@ pub fn services_with(
             aws_sdk_sesv2::Client::from_conf(ses),
             config.sender_email.clone(),
         ),
+        kms: Kms::new(aws_sdk_kms::Client::from_conf(kms)),
     }
 }
 

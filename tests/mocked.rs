@@ -19,6 +19,7 @@ use aws_smithy_runtime_api::http::{Response, StatusCode};
 use aws_smithy_types::body::SdkBody;
 use hr_iam_provisioner::apply::Services;
 use hr_iam_provisioner::aws::iam::Iam as IamAdapter;
+use hr_iam_provisioner::aws::kms::Kms;
 use hr_iam_provisioner::aws::mail::Mailer;
 use hr_iam_provisioner::aws::secrets::Secrets;
 use hr_iam_provisioner::config::Config;
@@ -57,6 +58,13 @@ fn provisioner(iam: Iam, sm: Sm, ses: Ses, env: &[(&str, &str)]) -> Provisioner 
         iam: IamAdapter::new(iam, false),
         secrets: Secrets::new(sm, None),
         mailer: Mailer::new(ses, "it@example.com".into()),
+        // Never called: no KMS alias in these tests.
+        kms: Kms::new(aws_sdk_kms::Client::from_conf(
+            aws_sdk_kms::Config::builder()
+                .behavior_version_latest()
+                .region(aws_sdk_kms::config::Region::new("us-east-1"))
+                .build(),
+        )),
     };
     Provisioner::new(config, services)
 }

@@ -22,7 +22,8 @@ pub struct Iam {
     pub case_scan: bool,
 }
 
-/// Which reads a plan needs: a joiner never looks at MFA or SSH keys.
+/// Which reads a plan needs: only a leaver looks at MFA devices (an active user
+/// keeps them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Depth {
     Joiner,
@@ -93,6 +94,7 @@ impl Iam {
                 }
                 Ok(Lookup::Found(UserInfo {
                     name: u.user_name().to_owned(),
+                    user_id: u.user_id().to_owned(),
                     path: u.path().to_owned(),
                     tags: u
                         .tags()
@@ -219,7 +221,45 @@ impl Iam {
             key_created: keys.into_iter().collect(),
             ..Attachments::default()
         };
-        if depth == Depth::Leaver {
+        // Planted credentials (contract section 5, "nothing planted survives") are
+        // read whenever the function acts on a user, joiner and mover included.
+        let ssh = self.unless_unsupported(listed!(
+            b,
+            "ListSSHPublicKeys",
+            c.list_ssh_public_keys().user_name(name),
+            |out| {
+                out.ssh_public_keys()
+                    .iter()
+                    .map(|k| k.ssh_public_key_id().to_owned())
+                    .collect()
+            }
+        ));
+        let certs = self.unless_unsupported(listed!(
+            b,
+            "ListSigningCertificates",
+            c.list_signing_certificates().user_name(name),
+            |out| {
+                out.certificates()
+                    .iter()
+                    .map(|k| k.certificate_id().to_owned())
+                    .collect()
+            }
+        ));
+        let service = self.unless_unsupported(listed!(
+            b,
+            "ListServiceSpecificCredentials",
+            c.list_service_specific_credentials().user_name(name),
+            |out| {
+                out.service_specific_credentials()
+                    .iter()
+                    .map(|k| k.service_specific_credential_id().to_owned())
+                    .collect()
+            }
+        ));
+        let mfa = async {
+            if depth != Depth::Leaver {
+                return Ok((Vec::new(), Vec::new()));
+            }
             let mfa = listed!(
                 b,
                 "ListMFADevices",
@@ -231,48 +271,14 @@ impl Iam {
                         .collect()
                 }
             );
-            let ssh = self.unless_unsupported(listed!(
-                b,
-                "ListSSHPublicKeys",
-                c.list_ssh_public_keys().user_name(name),
-                |out| {
-                    out.ssh_public_keys()
-                        .iter()
-                        .map(|k| k.ssh_public_key_id().to_owned())
-                        .collect()
-                }
-            ));
-            let certs = self.unless_unsupported(listed!(
-                b,
-                "ListSigningCertificates",
-                c.list_signing_certificates().user_name(name),
-                |out| {
-                    out.certificates()
-                        .iter()
-                        .map(|k| k.certificate_id().to_owned())
-                        .collect()
-                }
-            ));
-            let service = self.unless_unsupported(listed!(
-                b,
-                "ListServiceSpecificCredentials",
-                c.list_service_specific_credentials().user_name(name),
-                |out| {
-                    out.service_specific_credentials()
-                        .iter()
-                        .map(|k| k.service_specific_credential_id().to_owned())
-                        .collect()
-                }
-            ));
-            let orphans = self.unassigned_virtual_mfa_named(name, b);
-            let (mfa, ssh, certs, service, orphans) =
-                futures::try_join!(mfa, ssh, certs, service, orphans)?;
-            att.mfa_devices = mfa;
-            att.ssh_keys = ssh;
-            att.signing_certs = certs;
-            att.service_credentials = service;
-            att.orphan_virtual_mfa = orphans;
-        }
+            futures::try_join!(mfa, self.unassigned_virtual_mfa_named(name, b))
+        };
+        let (ssh, certs, service, (mfa, orphans)) = futures::try_join!(ssh, certs, service, mfa)?;
+        att.mfa_devices = mfa;
+        att.ssh_keys = ssh;
+        att.signing_certs = certs;
+        att.service_credentials = service;
+        att.orphan_virtual_mfa = orphans;
         Ok(att)
     }
 
@@ -487,9 +493,9 @@ impl Iam {
         tags: &[(String, String)],
         boundary: Option<&str>,
         b: &Budget,
-    ) -> Result<(), AwsError> {
+    ) -> Result<String, AwsError> {
         let tags = to_tags(tags)?;
-        op!(
+        let out = op!(
             b,
             Retry::ThrottleOnly,
             "CreateUser",
@@ -500,8 +506,37 @@ impl Iam {
                 .set_tags(Some(tags.clone()))
                 .set_permissions_boundary(boundary.map(str::to_owned))
         )
-        .await
-        .map(drop)
+        .await?;
+        // The UserId goes on the secret (hr:user-id): it finds the user after a rename.
+        Ok(out.user().map(|u| u.user_id().to_owned()).unwrap_or_default())
+    }
+
+    /// The name of the user under `path` whose IAM `UserId` is `user_id`: how a
+    /// leaver finds a user renamed with UpdateUser (the id survives a rename).
+    /// One list of the path, paged by 1,000.
+    pub async fn name_of_user_id(
+        &self,
+        user_id: &str,
+        path: &str,
+        b: &Budget,
+    ) -> Result<Option<String>, AwsError> {
+        let c = &self.client;
+        let users: Vec<_> = call(b, Retry::Safe, || async {
+            c.list_users()
+                .path_prefix(path)
+                .into_paginator()
+                .page_size(1000)
+                .items()
+                .send()
+                .try_collect()
+                .await
+                .map_err(|e| classify("ListUsers", e))
+        })
+        .await?;
+        Ok(users
+            .iter()
+            .find(|u| u.user_id() == user_id)
+            .map(|u| u.user_name().to_owned()))
     }
 
     pub async fn tag_user(
@@ -531,8 +566,8 @@ impl Iam {
         arn: &str,
         retry: Retry,
         b: &Budget,
-    ) -> Result<(), AwsError> {
-        op!(
+    ) -> Result<bool, AwsError> {
+        let put = op!(
             b,
             retry,
             "PutUserPermissionsBoundary",
@@ -540,9 +575,13 @@ impl Iam {
                 .put_user_permissions_boundary()
                 .user_name(name)
                 .permissions_boundary(arn)
-        )
-        .await
-        .map(drop)
+        );
+        // moto neither keeps a user's boundary nor implements this call: against an
+        // emulator only, "not implemented" is reported as not made (false).
+        match self.unless_unsupported(async { put.await.map(|_| true) }).await {
+            Ok(made) => Ok(made),
+            Err(e) => Err(e),
+        }
     }
 
     pub async fn untag_user(

@@ -3,6 +3,7 @@
 //! the pace of each service's requests in [`pace`].
 
 pub mod iam;
+pub mod kms;
 pub mod mail;
 pub mod pace;
 pub mod secrets;

@@ -10,6 +10,9 @@ use crate::state::{
     SecretDoc, SecretMeta, SecretState, MANAGED_BY, TAG_EMPLOYEE_ID, TAG_MANAGED_BY,
 };
 
+/// The staging label Secrets Manager moves to the prior value on every write.
+const PREVIOUS: &str = "AWSPREVIOUS";
+
 #[derive(Clone)]
 pub struct Secrets {
     client: Client,
@@ -55,12 +58,39 @@ impl Secrets {
             Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
+        let previous_version = out.version_ids_to_stages().and_then(|m| {
+            m.iter()
+                .find(|(_, stages)| stages.iter().any(|s| s == PREVIOUS))
+                .map(|(id, _)| id.clone())
+        });
         Ok(Some(SecretMeta {
             tags: tag_map(out.tags()),
             kms_key_id: out.kms_key_id().map(str::to_owned),
             scheduled: out.deleted_date().is_some(),
             has_policy: false,
+            previous_version,
         }))
+    }
+
+    /// Takes the `AWSPREVIOUS` label off whichever version holds it: once a leaver
+    /// has emptied the secret, that version holds the last credentials. (A version
+    /// without labels is deprecated: no longer read by stage, removed by Secrets
+    /// Manager in time; the secret itself is scheduled for deletion next.)
+    pub async fn clear_previous(&self, name: &str, b: &Budget) -> Result<bool, AwsError> {
+        let Some(version) = self.describe(name, b).await?.and_then(|m| m.previous_version) else {
+            return Ok(false);
+        };
+        op!(
+            b,
+            "UpdateSecretVersionStage",
+            self.client
+                .update_secret_version_stage()
+                .secret_id(name)
+                .version_stage(PREVIOUS)
+                .remove_from_version_id(&version)
+        )
+        .await?;
+        Ok(true)
     }
 
     /// Whether a resource policy is attached: anyone it names could read the value.

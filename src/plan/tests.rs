@@ -9,6 +9,11 @@ use crate::rules::Rules;
 
 const URL: &str = "https://123456789012.signin.aws.amazon.com/console";
 
+/// The time of processing in these tests: after every event they send.
+fn now() -> OffsetDateTime {
+    parse_rfc3339("2026-12-01T00:00:00Z").unwrap()
+}
+
 fn config(leaver: LeaverAction) -> Config {
     let mut c = Config::from_env(|k| match k {
         "SENDER_EMAIL" => Some("it@example.com".into()),
@@ -66,6 +71,8 @@ struct SimSecret {
     pending: bool,
     user_name: String,
     tags: BTreeMap<String, String>,
+    /// The version labelled AWSPREVIOUS holds a credential.
+    previous_has_credentials: bool,
 }
 
 impl World {
@@ -73,6 +80,7 @@ impl World {
         let secret_meta = self.secret.as_ref().map(|s| SecretMeta {
             tags: s.tags.clone(),
             scheduled: s.scheduled,
+            previous_version: s.previous_has_credentials.then(|| "v-previous".to_owned()),
             ..SecretMeta::default()
         });
         let Some(u) = &self.user else {
@@ -126,13 +134,15 @@ impl World {
     /// generated, like the applier's vault.
     fn apply(&mut self, step: &Step, run: &mut RunVault) {
         match step {
-            Step::CreateUser { tags, .. } => {
+            Step::CreateUser { tags, boundary_arn } => {
                 assert!(self.user.is_none(), "CreateUser on an existing user");
+                self.next += 1;
                 self.user = Some(UserInfo {
                     name: "jane.doe".into(),
+                    user_id: format!("AIDA{}", self.next),
                     path: "/employees/".into(),
                     tags: tags.iter().cloned().collect(),
-                    boundary_arn: None,
+                    boundary_arn: boundary_arn.clone(),
                 });
             }
             Step::TagUser { tags } => {
@@ -217,12 +227,16 @@ impl World {
                 let (ev, cfg) = run.ctx.as_ref().unwrap();
                 let mut tags = old.tags.clone();
                 tags.remove(TAG_ACCESS_KEY_ID);
+                let user_id = self.user.as_ref().map(|u| u.user_id.clone()).unwrap_or_default();
                 tags.extend(secret_tags(
                     ev,
                     "jane.doe",
+                    &user_id,
                     secret_status(ev, cfg),
                     key.as_deref().map(|k| (k, "2026-01-01T00:00:00Z")),
                 ));
+                let previous_has_credentials =
+                    self.secret.is_some() && (old.password.is_some() || old.key.is_some());
                 self.secret = Some(SimSecret {
                     scheduled: false,
                     password,
@@ -230,6 +244,7 @@ impl World {
                     pending: w.password_pending,
                     user_name: "jane.doe".into(),
                     tags,
+                    previous_has_credentials,
                 });
             }
             Step::CreateLoginProfile => {
@@ -251,6 +266,11 @@ impl World {
             }
             Step::DeleteSshKey { id } => self.ssh.retain(|s| s != id),
             Step::DeleteSigningCert { .. } | Step::DeleteServiceCredential { .. } => {}
+            Step::ClearPreviousSecretVersion => {
+                let s = self.secret.as_mut().unwrap();
+                assert!(!s.scheduled, "a secret pending deletion cannot change");
+                s.previous_has_credentials = false;
+            }
             Step::ScheduleSecretDeletion { .. } => self.secret.as_mut().unwrap().scheduled = true,
             Step::SendWelcome { .. } => self.mails += 1,
             Step::DeleteUser => {
@@ -283,6 +303,8 @@ impl World {
             rule,
             granted: &granted,
             signin_url: URL,
+            now: now(),
+            kms_key: None,
         };
         let verdict = plan(ev, &cx, &self.state());
         if let Verdict::Apply(p) = &verdict {
@@ -332,6 +354,10 @@ impl World {
         assert!(self.groups.is_empty() && self.policies.is_empty());
         assert!(self.profile.is_none() && self.keys.is_empty() && self.mfa.is_empty());
         assert!(self.ssh.is_empty() && self.virtual_devices.is_empty());
+        // The emptied secret keeps no earlier version with a credential in reach.
+        if let Some(s) = &self.secret {
+            assert!(!s.previous_has_credentials, "AWSPREVIOUS still holds credentials");
+        }
         let s = self.secret.as_ref().unwrap();
         assert!(s.scheduled && s.password.is_none() && s.key.is_none());
     }
@@ -355,6 +381,7 @@ fn found(tags: &[(&str, &str)], path: &str, name: &str) -> UserState {
     UserState {
         lookup: Lookup::Found(UserInfo {
             name: name.into(),
+            user_id: "AIDAEXAMPLE".into(),
             path: path.into(),
             tags: tags
                 .iter()
@@ -377,6 +404,8 @@ fn verdict(ev: &HrEvent, cfg: &Config, state: &UserState) -> Verdict {
             rule,
             granted: &Granted::of(cfg.rules.all()),
             signin_url: URL,
+            now: now(),
+            kms_key: None,
         },
         state,
     )
@@ -552,17 +581,31 @@ fn duplicate_joiner_is_unchanged_and_stale_events_change_nothing() {
 }
 
 #[test]
-fn equal_timestamps_are_ordered_by_event_id() {
+fn equal_timestamps_rank_the_leaver_last_then_order_by_event_id() {
     let cfg = config(LeaverAction::Disable);
+    // A leaver dated like the joiner: whatever its id, it is applied.
+    for leaver_id in ["a", "c"] {
+        let mut w = World::default();
+        w.run(&joined("b", T1), &cfg, None);
+        assert!(
+            matches!(w.run(&left(leaver_id, T1), &cfg, None), Verdict::Apply(_)),
+            "{leaver_id}"
+        );
+        w.check_retired(&cfg);
+        // The joiner redelivered after it is history.
+        assert!(matches!(w.run(&joined("b", T1), &cfg, None), Verdict::Stale(_)));
+    }
+    // Two movers of one instant: the id breaks the tie.
     let mut w = World::default();
-    w.run(&joined("b", T1), &cfg, None);
+    w.run(&joined("j", T1), &cfg, None);
+    w.run(&changed("m-b", T2, "engineering"), &cfg, None);
     assert!(matches!(
-        w.run(&left("a", T1), &cfg, None),
+        w.run(&changed("m-a", T2, "engineering"), &cfg, None),
         Verdict::Stale(_)
     ));
-    assert!(matches!(
-        w.run(&left("c", T1), &cfg, None),
-        Verdict::Apply(_)
+    assert!(!matches!(
+        w.run(&changed("m-c", T2, "engineering"), &cfg, None),
+        Verdict::Stale(_)
     ));
 }
 
@@ -711,10 +754,19 @@ fn rehire_removes_the_deny_policy_and_restores_the_secret() {
     let mut w = World::default();
     w.run(&joined("j1", T1), &cfg, None);
     w.run(&left("l1", T2), &cfg, None);
-    let p = steps(&w.run(&joined("j2", T3), &cfg, None));
+    // Someone took the boundary off the retired user meanwhile.
+    w.user.as_mut().unwrap().boundary_arn = None;
+    let v = w.run(&joined("j2", T3), &cfg, None);
+    let Verdict::Apply(plan) = &v else {
+        panic!("{v:?}")
+    };
+    // The boundary is back before any grant.
+    assert!(plan.stages[0].contains(&Step::PutBoundary {
+        arn: "arn:aws:iam::123456789012:policy/boundary".into()
+    }));
+    let p = steps(&v);
     assert_eq!(p[0], "TagUser");
     assert!(p.contains(&format!("DeleteUserPolicy:{DENY_ALL_POLICY}")));
-    assert!(p.contains(&"PutUserPermissionsBoundary".to_owned()));
     assert!(p.contains(&"RestoreSecret+PutSecretValue".to_owned()));
     assert!(p.contains(&"SendEmail".to_owned()));
 }
@@ -1052,6 +1104,8 @@ fn copied_template_grants_are_part_of_the_rule_and_removed_on_a_move() {
         rule: &eng,
         granted: &granted,
         signin_url: URL,
+        now: now(),
+        kms_key: None,
     };
     let Verdict::Apply(p) = plan(&ev, &cx, &w.state()) else {
         panic!()
@@ -1094,11 +1148,18 @@ fn kms_keys_compare_by_id_arn_or_alias() {
         Some("1234abcd"),
         Some("arn:aws:kms:us-east-1:1:key/other")
     ));
-    assert!(same_kms_key(
+    // Aliases are resolved before the comparison: one left unresolved (it names
+    // no key we may describe) matches nothing, not even its own spelling.
+    assert!(!same_kms_key(
         Some("alias/hr"),
         Some("arn:aws:kms:us-east-1:1:alias/hr")
     ));
+    assert!(!same_kms_key(Some("alias/hr"), Some("alias/hr")));
     assert!(!same_kms_key(Some("alias/hr"), Some("alias/other")));
+    assert!(same_kms_key(
+        Some("arn:aws:kms:us-east-1:1:alias/aws/secretsmanager"),
+        None
+    ));
 }
 
 #[test]
@@ -1120,4 +1181,241 @@ fn tags_follow_iams_real_pattern() {
     assert!(!desired_tags(&ev, STATUS_ACTIVE)
         .iter()
         .any(|(k, _)| k == TAG_DEPARTMENT));
+}
+
+
+// ---- Offboarding is never silently skipped (issue 16) ----
+
+
+fn reason(v: &Verdict) -> &str {
+    match v {
+        Verdict::Failed(r) | Verdict::Stale(r) | Verdict::Rejected(r) | Verdict::Unchanged(r) => r,
+        Verdict::Apply(p) | Verdict::ReadMore(p) => p.fail_after.as_deref().unwrap_or(""),
+    }
+}
+
+#[test]
+fn a_stale_leaver_against_an_active_user_fails_unless_its_newer_event_is_a_rehire() {
+    let cfg = config(LeaverAction::Disable);
+    // Active after a newer mover: the leaver is not a quiet success.
+    let mut w = World::default();
+    w.run(&joined("j1", T1), &cfg, None);
+    w.run(&changed("c1", T3, "engineering"), &cfg, None);
+    let before = w.clone();
+    let v = w.run(&left("l1", T2), &cfg, None);
+    assert!(matches!(v, Verdict::Failed(_)), "{v:?}");
+    assert!(reason(&v).starts_with(STALE_LEAVER_ON_ACTIVE_USER), "{v:?}");
+    assert_eq!(w, before, "nothing changed");
+    // The cut-off read sees the same.
+    let mut cut = w.state();
+    cut.attachments = Attachments {
+        partial: true,
+        ..Attachments::default()
+    };
+    assert!(matches!(verdict(&left("l1", T2), &cfg, &cut), Verdict::Failed(_)));
+    // Active after a newer joiner (a rehire): the old leaver is history.
+    let mut w = World::default();
+    w.run(&joined("j1", T1), &cfg, None);
+    w.run(&left("l1", T2), &cfg, None);
+    w.run(&joined("j2", T3), &cfg, None);
+    assert!(matches!(w.run(&left("l1", T2), &cfg, None), Verdict::Stale(_)));
+    // Retired by a newer leaver: stale, quietly (WARN in the log).
+    w.run(&left("l3", "2026-11-25T09:00:00Z"), &cfg, None);
+    assert!(matches!(w.run(&left("l1", T2), &cfg, None), Verdict::Stale(_)));
+    // A user of an older version (no hr:last-event-type) that is active: failed.
+    let state = found(
+        &[
+            (TAG_EMPLOYEE_ID, "E1"),
+            (TAG_MANAGED_BY, MANAGED_BY),
+            (TAG_STATUS, STATUS_ACTIVE),
+            (TAG_LAST_EVENT_AT, T3),
+            (TAG_LAST_EVENT_ID, "x"),
+        ],
+        "/employees/",
+        "jane.doe",
+    );
+    assert!(matches!(verdict(&left("l1", T2), &cfg, &state), Verdict::Failed(_)));
+}
+
+#[test]
+fn forged_state_tags_fail_loudly_and_never_protect_from_offboarding() {
+    let cfg = config(LeaverAction::Disable);
+    let mut w = World::default();
+    w.run(&joined("j1", T1), &cfg, None);
+    // An insider tags the user a year ahead: every event would be stale.
+    w.user
+        .as_mut()
+        .unwrap()
+        .tags
+        .insert(TAG_LAST_EVENT_AT.into(), "2027-12-01T00:00:00Z".into());
+    let before = w.clone();
+    let v = w.run(&changed("c1", T2, "sales"), &cfg, None);
+    assert!(matches!(v, Verdict::Failed(_)) && reason(&v).starts_with(TAMPERED), "{v:?}");
+    assert_eq!(w, before, "a tampered mover changes nothing");
+    // The leaver's cut-off comes first, from IAM alone, and the record still fails.
+    let mut cut = w.state();
+    cut.attachments = Attachments {
+        partial: true,
+        ..Attachments::default()
+    };
+    cut.secret_meta = None;
+    cut.secret = SecretState::Absent;
+    let v = verdict(&left("l1", T2), &cfg, &cut);
+    let Verdict::ReadMore(p) = &v else {
+        panic!("{v:?}")
+    };
+    assert_eq!(p.action_names(), ["TagUser", "PutUserPolicy:hr-provisioner-deny-all"]);
+    assert!(reason(&v).starts_with(TAMPERED));
+    // The whole leaver on the full read: applied, and failed for a person to look.
+    let v = w.run(&left("l1", T2), &cfg, None);
+    let Verdict::Apply(p) = &v else {
+        panic!("{v:?}")
+    };
+    assert!(p.fail_after.as_deref().is_some_and(|r| r.starts_with(TAMPERED)));
+    w.check_retired(&cfg);
+
+    // Within the skew it is no forgery; beyond it, it is.
+    let mut u = w.user.clone().unwrap();
+    for (minutes, forged) in [(4, false), (6, true)] {
+        let at = crate::event::format_utc(now() + time::Duration::minutes(minutes));
+        u.tags.insert(TAG_LAST_EVENT_AT.into(), at);
+        assert_eq!(tampering(now(), &u, None).is_some(), forged, "{minutes} min");
+    }
+}
+
+#[test]
+fn a_secret_ahead_of_its_user_is_tampering_but_a_crash_leaves_it_behind() {
+    let cfg = config(LeaverAction::Disable);
+    let mut w = World::default();
+    w.run(&joined("j1", T1), &cfg, None);
+    // The user's tags are rolled back to replay an old event: the secret is ahead.
+    let rolled = w.clone();
+    let mut w2 = rolled.clone();
+    w2.user
+        .as_mut()
+        .unwrap()
+        .tags
+        .insert(TAG_LAST_EVENT_AT.into(), "2026-11-01T00:00:00Z".into());
+    let v = w2.run(&joined("j0", "2026-11-10T00:00:00Z"), &cfg, None);
+    assert!(reason(&v).starts_with(TAMPERED), "{v:?}");
+    // Every crash point of a mover leaves the user ahead of (or equal to) the
+    // secret, never behind: no false alarm on redelivery.
+    let ev = changed("c1", T2, "robots");
+    let n = steps(&w.clone().run(&ev, &cfg, None)).len();
+    for k in 0..n {
+        let mut c = w.clone();
+        c.run(&ev, &cfg, Some(k));
+        let u = c.user.clone().unwrap();
+        let meta = c.state().secret_meta;
+        assert_eq!(tampering(now(), &u, meta.as_ref()), None, "k={k}");
+        assert!(!matches!(c.run(&ev, &cfg, None), Verdict::Failed(_)), "k={k}");
+    }
+}
+
+#[test]
+fn the_boundary_is_restored_before_any_grant_and_planted_credentials_go() {
+    let cfg = config(LeaverAction::Disable);
+    let mut w = World::default();
+    w.run(&joined("j1", T1), &cfg, None);
+    w.user.as_mut().unwrap().boundary_arn = Some("arn:aws:iam::123456789012:policy/wide".into());
+    // Someone took a group away: the mover grants it again.
+    w.groups.remove("developers");
+    let mut state = w.state();
+    state.attachments.ssh_keys = vec!["APKAPLANTED".into()];
+    state.attachments.signing_certs = vec!["CERTPLANTED".into()];
+    state.attachments.service_credentials = vec!["ACCAPLANTED".into()];
+    state.attachments.access_keys.push("AKIAHANDMADE".into());
+    let v = verdict(&changed("c1", T2, "engineering"), &cfg, &state);
+    let Verdict::Apply(p) = &v else {
+        panic!("{v:?}")
+    };
+    let boundary = p
+        .stages
+        .iter()
+        .position(|s| s.iter().any(|st| matches!(st, Step::PutBoundary { .. })))
+        .expect("boundary restored");
+    let first_grant = p
+        .stages
+        .iter()
+        .position(|s| s.iter().any(|st| matches!(st, Step::AddToGroup { .. })))
+        .expect("a grant");
+    assert!(boundary < first_grant, "{:?}", p.stages);
+    let names = p.action_names();
+    for planted in [
+        "DeleteSSHPublicKey:APKAPLANTED",
+        "DeleteSigningCertificate:CERTPLANTED",
+        "DeleteServiceSpecificCredential:ACCAPLANTED",
+        "DeleteAccessKey:AKIAHANDMADE",
+    ] {
+        assert!(names.contains(&planted.to_owned()), "{planted}: {names:?}");
+    }
+    // A repeated joiner adopts the user the same way.
+    let v = verdict(&joined("j1", T1), &cfg, &state);
+    assert!(steps(&v).contains(&"DeleteSSHPublicKey:APKAPLANTED".to_owned()));
+}
+
+#[test]
+fn fido_keys_are_deactivated_not_deleted_and_the_secret_keeps_no_previous_credentials() {
+    assert!(is_virtual_mfa("arn:aws:iam::123456789012:mfa/jane.doe"));
+    assert!(!is_virtual_mfa("arn:aws:iam::123456789012:u2f/user/jane.doe/default-ABCD"));
+    assert!(!is_virtual_mfa("GAHT12345678"));
+    for action in [LeaverAction::Disable, LeaverAction::Delete] {
+        let cfg = config(action);
+        let mut w = World::default();
+        w.run(&joined("j1", T1), &cfg, None);
+        let fido = "arn:aws:iam::123456789012:u2f/user/jane.doe/default-ABCD".to_owned();
+        w.mfa.push(fido.clone());
+        let p = steps(&w.clone().run(&left("l1", T2), &cfg, None));
+        assert!(p.contains(&format!("DeactivateMFADevice:{fido}")));
+        assert!(!p.contains(&format!("DeleteVirtualMFADevice:{fido}")));
+        let clear = p.iter().position(|s| s == "UpdateSecretVersionStage:AWSPREVIOUS").unwrap();
+        let write = p.iter().position(|s| s == "PutSecretValue").unwrap();
+        let delete = p.iter().position(|s| s == "DeleteSecret").unwrap();
+        assert!(write < clear && clear < delete, "{p:?}");
+        // Crash after every step, then redelivery: retired, and no earlier version
+        // of the secret holds a credential.
+        for k in 0..p.len() {
+            let mut c = w.clone();
+            c.run(&left("l1", T2), &cfg, Some(k));
+            c.run(&left("l1", T2), &cfg, None);
+            c.check_retired(&cfg);
+        }
+    }
+}
+
+#[test]
+fn a_leaver_whose_user_vanished_behind_a_live_secret_fails() {
+    let cfg = config(LeaverAction::Disable);
+    let mut meta = our_meta();
+    meta.tags.insert(TAG_STATUS.into(), STATUS_ACTIVE.into());
+    let state = UserState {
+        secret_meta: Some(meta.clone()),
+        secret: SecretState::Present(SecretView::default()),
+        ..UserState::absent()
+    };
+    assert!(matches!(verdict(&left("l9", T3), &cfg, &state), Verdict::Failed(_)));
+    // A tombstone (deleted by the function) or no secret at all: unchanged.
+    meta.tags.insert(TAG_STATUS.into(), STATUS_DELETED.into());
+    meta.scheduled = true;
+    let tomb = UserState {
+        secret_meta: Some(meta),
+        secret: SecretState::Scheduled,
+        ..UserState::absent()
+    };
+    assert!(matches!(verdict(&left("l9", T3), &cfg, &tomb), Verdict::Unchanged(_)));
+    assert!(matches!(verdict(&left("l9", T3), &cfg, &UserState::absent()), Verdict::Unchanged(_)));
+}
+
+#[test]
+fn secrets_record_the_user_id_and_the_event_type() {
+    let cfg = config(LeaverAction::Disable);
+    let mut w = World::default();
+    w.run(&joined("j1", T1), &cfg, None);
+    let u = w.user.clone().unwrap();
+    let s = w.secret.clone().unwrap();
+    assert_eq!(s.tags.get(TAG_USER_ID), Some(&u.user_id));
+    assert_eq!(u.tag(TAG_LAST_EVENT_TYPE), Some("joined"));
+    assert_eq!(s.tags.get(TAG_LAST_EVENT_TYPE).map(String::as_str), Some("joined"));
+    w.run(&left("l1", T2), &cfg, None);
+    assert_eq!(w.user.unwrap().tag(TAG_LAST_EVENT_TYPE), Some("left"));
 }
