@@ -585,7 +585,7 @@ impl Provisioner {
             match &o.user {
                 Some(user) => {
                     tracing::warn!(event_id = %ev.event_id, user_name = %user, name_rule = %ev.user_name,
-                        "leaver: user of this employee found through its secret; retired too");
+                        "leaver: another user of this employee, found through its secret, is retired too; users are never renamed");
                     let alt = HrEvent {
                         user_name: user.clone(),
                         ..ev.clone()

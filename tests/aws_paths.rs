@@ -39,6 +39,16 @@ fn iam_error(status: u16, code: &str) -> Response {
     Response::new(StatusCode::try_from(status).unwrap(), SdkBody::from(body))
 }
 
+/// ListSecrets by the employee's tag: no other secret of this employee (its
+/// other users, contract section 5: one employee, one user).
+fn no_other_secrets() -> Rule {
+    mock!(Sm::list_secrets).then_output(|| {
+        aws_sdk_secretsmanager::operation::list_secrets::ListSecretsOutput::builder()
+            .set_secret_list(Some(vec![]))
+            .build()
+    })
+}
+
 macro_rules! client {
     ($krate:ident, $rules:expr) => {
         mock_client!($krate, RuleMode::MatchAny, $rules, |c| c
@@ -75,8 +85,12 @@ fn aws_provisioner(iam: Iam, sm: Sm, ses: Ses) -> Provisioner {
 fn joiner(user: &str) -> SqsEvent {
     let mut m = SqsMessage::default();
     m.message_id = Some("m1".into());
+    // An hour ago: inside the function's time window whenever the tests run.
+    let at = (time::OffsetDateTime::now_utc() - time::Duration::hours(1))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
     m.body = Some(format!(
-        r#"{{"event_id":"e1","event_type":"employee.joined","occurred_at":"2026-11-22T09:00:00Z",
+        r#"{{"event_id":"e1","event_type":"employee.joined","occurred_at":"{at}",
             "employee":{{"employee_id":"E1","email":"{user}@example.com"}}}}"#
     ));
     let mut ev = SqsEvent::default();
@@ -149,6 +163,7 @@ fn the_rest() -> (Vec<Rule>, Vec<Rule>, Vec<Rule>) {
         mock!(Iam::tag_user).then_output(|| op::tag_user::TagUserOutput::builder().build()),
     ];
     let sm = vec![
+        no_other_secrets(),
         mock!(Sm::create_secret).then_output(|| {
             aws_sdk_secretsmanager::operation::create_secret::CreateSecretOutput::builder().build()
         }),
@@ -183,7 +198,9 @@ async fn a_fresh_joiner_against_aws_lists_no_users() {
         client!(aws_sdk_secretsmanager, &sm.iter().collect::<Vec<_>>()),
         client!(aws_sdk_sesv2, &ses.iter().collect::<Vec<_>>()),
     );
-    assert!(run(&p, joiner("jane.doe")).await.is_empty());
+    let (logs, _g) = Logs::capture();
+    let failed = run(&p, joiner("jane.doe")).await;
+    assert!(failed.is_empty(), "{}", logs.text());
     assert_eq!(get_user.num_calls(), 1);
     assert_eq!(create_user.num_calls(), 1);
     assert_eq!(
@@ -227,7 +244,7 @@ async fn a_name_iam_refuses_at_create_user_is_rejected_as_a_clash() {
     );
     assert_eq!(get_user.num_calls(), 2);
     assert_eq!(ses[0].num_calls(), 0);
-    assert_eq!(sm[0].num_calls(), 0);
+    assert_eq!(sm[1].num_calls(), 0, "no CreateSecret");
 }
 
 /// EntityAlreadyExists for the very name (created a moment ago, not yet readable:

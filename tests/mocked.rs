@@ -108,6 +108,16 @@ fn no_secret() -> Rule {
     mock!(Sm::describe_secret).then_http_response(|| json_error(400, "ResourceNotFoundException"))
 }
 
+/// ListSecrets by the employee's tag: no other secret of this employee (its
+/// other users, contract section 5: one employee, one user).
+fn no_other_secrets() -> Rule {
+    mock!(Sm::list_secrets).then_output(|| {
+        aws_sdk_secretsmanager::operation::list_secrets::ListSecretsOutput::builder()
+            .set_secret_list(Some(vec![]))
+            .build()
+    })
+}
+
 macro_rules! client {
     ($krate:ident, $rules:expr) => {
         mock_client!($krate, RuleMode::MatchAny, $rules, |c| c
@@ -139,6 +149,7 @@ fn ok_everything_else() -> (Vec<Rule>, Vec<Rule>, Vec<Rule>) {
             .then_output(|| aws_sdk_iam::operation::tag_user::TagUserOutput::builder().build()),
     ];
     let sm = vec![
+        no_other_secrets(),
         mock!(Sm::create_secret).then_output(|| {
             aws_sdk_secretsmanager::operation::create_secret::CreateSecretOutput::builder().build()
         }),
@@ -213,7 +224,7 @@ async fn throttling_and_eventual_consistency_are_retried_to_success() {
     let iam_refs: Vec<&Rule> = iam_rules.iter().collect();
     let p = provisioner(
         client!(aws_sdk_iam, &iam_refs),
-        client!(aws_sdk_secretsmanager, &[&create_secret, &no_secret()]),
+        client!(aws_sdk_secretsmanager, &[&create_secret, &no_secret(), &no_other_secrets()]),
         client!(aws_sdk_sesv2, &[&send]),
         &[],
     );
@@ -292,7 +303,7 @@ async fn limit_exceeded_on_create_access_key_fails_without_retry_or_secret() {
     assert_eq!(run(&p, event("joined")).await, ["m1"]);
     assert_eq!(create_key.num_calls(), 1);
     assert_eq!(
-        sm[0].num_calls(),
+        sm[1].num_calls(),
         0,
         "the stage after a failure does not run"
     );
@@ -398,7 +409,7 @@ async fn delete_conflict_is_resolved_by_reading_again_and_removing_what_remains(
     let refs: Vec<&Rule> = rules.iter().collect();
     let p = provisioner(
         client!(aws_sdk_iam, &refs),
-        client!(aws_sdk_secretsmanager, &[&sm, &no_secret()]),
+        client!(aws_sdk_secretsmanager, &[&sm, &no_secret(), &no_other_secrets()]),
         client!(aws_sdk_sesv2, &[] as &[&Rule]),
         &[("LEAVER_ACTION", "delete")],
     );
@@ -497,7 +508,7 @@ async fn a_restored_secret_with_a_resource_policy_never_receives_a_credential() 
         client!(aws_sdk_iam, &iam_refs),
         client!(
             aws_sdk_secretsmanager,
-            &[&tombstone, &restore, &policy, &put]
+            &[&tombstone, &restore, &policy, &put, &no_other_secrets()]
         ),
         client!(aws_sdk_sesv2, &ses.iter().collect::<Vec<_>>()),
         &[],
