@@ -105,6 +105,12 @@ async fn a_whole_life_holds_on_a_stricter_emulator() {
     assert!(failures(&run(&p, sqs(&[("m2", &j2, None)])).await).is_empty());
     assert_eq!(mail_count(&emu), 1, "no repeated welcome mail");
 
+    // Someone takes the boundary off: the mover puts it back before any grant.
+    iam.delete_user_permissions_boundary()
+        .user_name(u)
+        .send()
+        .await
+        .unwrap();
     // Mover: engineering to sales.
     let mv = body("changed", "e3", t2(), &format!("E-{u}"), u, "sales");
     assert!(
@@ -113,6 +119,23 @@ async fn a_whole_life_holds_on_a_stricter_emulator() {
         logs.text()
     );
     assert_eq!(groups(&iam, u).await, ["sales"]);
+    let got = iam.get_user().user_name(u).send().await.unwrap();
+    assert_eq!(
+        got.user()
+            .and_then(|u| u.permissions_boundary())
+            .and_then(|b| b.permissions_boundary_arn()),
+        Some(boundary.as_str()),
+        "boundary restored"
+    );
+    let actions: Vec<String> = logs
+        .audits()
+        .into_iter()
+        .find(|a| a["message_id"] == "m3")
+        .map(|a| serde_json::from_value(a["actions"].clone()).unwrap())
+        .unwrap_or_default();
+    let put = actions.iter().position(|a| a == "PutUserPermissionsBoundary");
+    let grant = actions.iter().position(|a| a == "AddUserToGroup:sales");
+    assert!(put.is_some() && put < grant, "{actions:?}");
     assert!(iam
         .list_access_keys()
         .user_name(u)
