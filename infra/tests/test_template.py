@@ -76,6 +76,8 @@ CONTRACT_VARIABLES = {
     "SECRET_KMS_KEY_ID", "SENDER_EMAIL", "SIGNIN_URL", "LEAVER_ACTION", "SECRET_RECOVERY_DAYS",
     "DRY_RUN", "MAX_EVENT_AGE_DAYS", "DENY_POLICY_ARN", "KEY_MAX_AGE_DAYS", "MFA_GRACE_DAYS",
 }
+# The project's own variables the stack sets (README configuration table).
+STACK_VARIABLES = {"MAX_INSTANCES", "RATE_FLOOR_PER_SECOND"}
 ADMIN = "arn:aws:iam::aws:policy/AdministratorAccess"
 READONLY = "arn:aws:iam::aws:policy/ReadOnlyAccess"
 TEAM_POLICY = f"arn:aws:iam::{ACCOUNT}:policy/team-analytics"
@@ -791,7 +793,7 @@ def test_function_runtime_settings(template):
 
 def test_environment_is_the_contract(template, resolver):
     env = function_props(template, SigninUrl="https://example.signin.aws.amazon.com/console")["Environment"]["Variables"]
-    assert set(env) == CONTRACT_VARIABLES
+    assert set(env) == CONTRACT_VARIABLES | STACK_VARIABLES
     assert env["USER_PATH"] == "/employees/"
     assert env["TEMPLATE_PATH"] == "/templates/"
     assert env["SECRET_PREFIX"] == "hr-provisioner/"
@@ -891,6 +893,22 @@ def test_maximum_concurrency_is_a_parameter(template, value):
     (event,) = fn["Events"].values()
     assert event["Properties"]["ScalingConfig"] == {"MaximumConcurrency": value}
     assert fn["ReservedConcurrentExecutions"] == value
+    # The pacer's floor is shared by exactly the instances the event source may run.
+    assert fn["Environment"]["Variables"]["MAX_INSTANCES"] == value
+
+
+def test_rate_floor_reaches_the_function_within_the_bounds_it_accepts(template):
+    """RATE_FLOOR_PER_SECOND: 0.1-10000 (src/wiring.rs refuses anything else at start-up),
+    default 10; MAX_INSTANCES 1-1000 covers MaximumConcurrency's 2-100."""
+    param = template["Parameters"]["RateFloorPerSecond"]
+    assert (param["Default"], param["MinValue"], param["MaxValue"]) == (10, 0.1, 10000)
+    wiring = (REPO / "src" / "wiring.rs").read_text()
+    assert "(0.1..=10_000.0).contains(&f)" in wiring and "(1..=1000).contains(&n)" in wiring
+    conc = template["Parameters"]["MaximumConcurrency"]
+    assert 1 <= conc["MinValue"] and conc["MaxValue"] <= 1000
+    env = function_props(template, RateFloorPerSecond="2.5")["Environment"]["Variables"]
+    assert env["RATE_FLOOR_PER_SECOND"] == "2.5"
+    assert function_props(template)["Environment"]["Variables"]["RATE_FLOOR_PER_SECOND"] == "10"
 
 
 def test_scheduled_audit_function(template, resolver):
