@@ -205,6 +205,9 @@ pub struct RecordNotes {
     /// trusted to refuse one at CreateUser (see `Iam::lookup`).
     case_scan: AtomicBool,
     throttled: AtomicU32,
+    /// The record's last request waited for a slot of a pacing pacer: a throttled
+    /// retry is spaced by the pacer, in the record's turn (see [`call`]).
+    paced: AtomicBool,
 }
 
 static RECORD_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -238,7 +241,21 @@ impl RecordNotes {
     pub fn throttled(&self) -> u32 {
         self.throttled.load(Ordering::Relaxed)
     }
+    pub fn set_paced(&self, paced: bool) {
+        self.paced.store(paced, Ordering::Relaxed);
+    }
+    pub fn paced(&self) -> bool {
+        self.paced.load(Ordering::Relaxed)
+    }
 }
+
+/// The backoff ceiling of a throttled retry whose request was paced: the pacer
+/// already spaces the retry (its next slot), and it hands slots to the earliest-
+/// started record first. A long backoff of its own would make the record miss its
+/// turns, the slots would go to later records, and under a slow pace every record
+/// of the batch would advance together and be cut halfway at the deadline instead
+/// of finishing one after another.
+const PACED_THROTTLE_CAP: Duration = Duration::from_millis(10);
 
 tokio::task_local! {
     static NOTES: Arc<RecordNotes>;
@@ -306,10 +323,11 @@ where
         {
             return give_up(err);
         }
-        let cap = if throttled {
-            budget.throttle_cap
-        } else {
-            budget.cap
+        let paced = notes.as_ref().is_some_and(|n| n.paced());
+        let cap = match (throttled, paced) {
+            (true, true) => budget.throttle_cap.min(PACED_THROTTLE_CAP),
+            (true, false) => budget.throttle_cap,
+            _ => budget.cap,
         };
         let ceiling = budget.base.saturating_mul(1u32 << attempt.min(16)).min(cap);
         let sleep = ceiling.mul_f64(rand::random::<f64>());
@@ -443,6 +461,35 @@ mod tests {
         let last = notes.take_last_error().expect("noted");
         assert_eq!(last.kind, ErrorKind::Throttled);
         assert!(notes.take_last_error().is_none(), "taken");
+    }
+
+    /// A paced record's throttled retry waits a few milliseconds, then the pacer's
+    /// slot (in its turn), never the long backoff of an unpaced call.
+    #[tokio::test(start_paused = true)]
+    async fn a_paced_throttled_retry_backs_off_only_a_few_milliseconds() {
+        let notes = Arc::new(RecordNotes::default());
+        notes.set_paced(true);
+        let n = AtomicU32::new(0);
+        let budget = Budget::until(Instant::now() + Duration::from_secs(60));
+        let started = Instant::now();
+        let r = with_notes(notes.clone(), async {
+            call(&budget, Retry::Safe, || async {
+                if n.fetch_add(1, Ordering::SeqCst) < 8 {
+                    Err(fail(ErrorKind::Throttled, "Throttling"))
+                } else {
+                    Ok(())
+                }
+            })
+            .await
+        })
+        .await;
+        assert!(r.is_ok());
+        assert_eq!(notes.throttled(), 8);
+        assert!(
+            started.elapsed() <= PACED_THROTTLE_CAP * 8,
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[test]
