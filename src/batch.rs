@@ -427,6 +427,33 @@ mod tests {
     }
 
     #[test]
+    fn a_record_failed_by_a_codeless_5xx_runs_again_like_other_transient_errors() {
+        let notes = RecordNotes::default();
+        let codeless = AwsError {
+            op: "CreateUser",
+            kind: crate::aws::kind_without_code(503, false),
+            code: None,
+            message: "HTTP 503 with no error code".into(),
+        };
+        let failed = Report::new(Outcome::Failed, Some(codeless.to_string()));
+        for run in 1..MAX_RUNS {
+            let pause = rerun_after(&failed, Some(&codeless), run, &notes).expect("runs again");
+            assert!(pause <= Duration::from_millis(500) * (1 << (run - 1)));
+        }
+        assert_eq!(
+            rerun_after(&failed, Some(&codeless), MAX_RUNS, &notes),
+            None
+        );
+        // An emulator's "not implemented" 500 is not worth a second run.
+        let unsupported = AwsError {
+            kind: crate::aws::kind_without_code(500, true),
+            ..codeless.clone()
+        };
+        let failed = Report::new(Outcome::Failed, Some(unsupported.to_string()));
+        assert_eq!(rerun_after(&failed, Some(&unsupported), 1, &notes), None);
+    }
+
+    #[test]
     fn lanes_join_groups_and_users() {
         let rs = vec![
             rec(0, Some("g1"), Some("a")),

@@ -229,6 +229,10 @@ pub fn services_with(
     case_scan: bool,
     pacing: Pacing,
 ) -> Services {
+    if emulator {
+        // An emulator's code-less 500 means "not implemented", not "try again".
+        crate::aws::set_emulator_endpoint();
+    }
     let base = sdk.http_client().unwrap_or_else(http_client);
     let floor = pacing.floor_per_instance;
     let iam = aws_sdk_iam::config::Builder::from(sdk)

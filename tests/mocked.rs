@@ -241,6 +241,57 @@ async fn throttling_and_eventual_consistency_are_retried_to_success() {
     assert_eq!(send.num_calls(), 2);
 }
 
+/// A front end's 503 page (no AWS error code) on CreateUser: the call is not repeated
+/// (it may have created the user), the record fails, and it runs again within the
+/// invocation like any transient failure; the second run finds no user and creates it.
+#[tokio::test]
+async fn a_codeless_503_fails_the_call_and_the_record_runs_again_in_the_invocation() {
+    let page = || {
+        Response::new(
+            StatusCode::try_from(503).unwrap(),
+            SdkBody::from("<html><body><h1>503 Service Unavailable</h1></body></html>"),
+        )
+    };
+    let get_user = mock!(Iam::get_user).then_http_response(|| iam_error(404, "NoSuchEntity"));
+    let create_user = mock!(Iam::create_user)
+        .sequence()
+        .http_response(page)
+        .output(|| aws_sdk_iam::operation::create_user::CreateUserOutput::builder().build())
+        .build();
+    let add_to_group = mock!(Iam::add_user_to_group).then_output(|| {
+        aws_sdk_iam::operation::add_user_to_group::AddUserToGroupOutput::builder().build()
+    });
+    let create_key = mock!(Iam::create_access_key).then_output(key);
+    let (mut iam_rules, sm, ses) = ok_everything_else();
+    iam_rules.extend([
+        get_user.clone(),
+        create_user.clone(),
+        add_to_group.clone(),
+        create_key.clone(),
+    ]);
+    let iam_refs: Vec<&Rule> = iam_rules.iter().collect();
+    let p = provisioner(
+        client!(aws_sdk_iam, &iam_refs),
+        client!(aws_sdk_secretsmanager, &sm.iter().collect::<Vec<_>>()),
+        client!(aws_sdk_sesv2, &ses.iter().collect::<Vec<_>>()),
+        &[],
+    );
+    assert!(
+        run(&p, event("joined")).await.is_empty(),
+        "applied in the end"
+    );
+    assert_eq!(
+        create_user.num_calls(),
+        2,
+        "one 503, then made by the second run"
+    );
+    assert!(
+        get_user.num_calls() >= 2,
+        "the second run read the user again"
+    );
+    assert_eq!(create_key.num_calls(), 1);
+}
+
 /// Throttling is retried for as long as the deadline allows (not a fixed number of
 /// attempts: IAM's rate is account-wide); the deadline ends it, and the record is
 /// failed for redelivery.

@@ -4,7 +4,7 @@ It answers "would this request be allowed?" for one principal's statements, foll
 IAM's documented evaluation logic for identity policies: an explicit Deny wins, then any
 Allow, else the implicit deny. It supports what the stack's policies use: Action/NotAction,
 Resource/NotResource with wildcards and ${aws:username}, and the condition operators
-String(Not)Equals(IgnoreCase), String(Not)Like, Arn(Not)Equals/Like, Bool, Null, with
+String(Not)Equals(IgnoreCase), String(Not)Like, Arn(Not)Equals/Like, Bool, Date*, Null, with
 IfExists and the ForAnyValue/ForAllValues set qualifiers. Missing keys behave as in IAM:
 a positive operator is false, a negated one true, IfExists true, Null tests presence.
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from datetime import datetime
 from functools import lru_cache
 
 ALLOW, DENY, IMPLICIT = "Allow", "Deny", "ImplicitDeny"
@@ -64,8 +65,17 @@ def key_supported(action: str, key: str) -> bool:
     return False
 
 
+def _date(value) -> datetime:
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
 def _match_value(base: str, ctx_value, policy_value) -> bool:
     cv, pv = str(ctx_value), str(policy_value)
+    if base.startswith("Date"):
+        a, b = _date(cv), _date(pv)
+        return {"DateEquals": a == b, "DateNotEquals": a == b, "DateLessThan": a < b,
+                "DateLessThanEquals": a <= b, "DateGreaterThan": a > b,
+                "DateGreaterThanEquals": a >= b}[base]
     if base in ("StringEquals", "StringNotEquals"):
         return cv == pv
     if base in ("StringEqualsIgnoreCase", "StringNotEqualsIgnoreCase"):
@@ -78,7 +88,8 @@ def _match_value(base: str, ctx_value, policy_value) -> bool:
     raise NotImplementedError(base)
 
 
-NEGATED = {"StringNotEquals", "StringNotEqualsIgnoreCase", "StringNotLike", "ArnNotEquals", "ArnNotLike"}
+NEGATED = {"StringNotEquals", "StringNotEqualsIgnoreCase", "StringNotLike", "ArnNotEquals", "ArnNotLike",
+           "DateNotEquals"}
 
 
 def _operator_holds(op: str, key: str, policy_values, ctx: dict) -> bool:
@@ -89,7 +100,8 @@ def _operator_holds(op: str, key: str, policy_values, ctx: dict) -> bool:
     base = op[: -len("IfExists")] if if_exists else op
     present = key.lower() in ctx
     value = ctx.get(key.lower())
-    values = as_list(policy_values)
+    # Policy variables (${aws:username}) are substituted in condition values too.
+    values = [_substitute(v, ctx) if isinstance(v, str) else v for v in as_list(policy_values)]
     if base == "Null":
         want_missing = str(values[0]).lower() == "true"
         return (not present) == want_missing

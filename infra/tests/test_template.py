@@ -66,7 +66,7 @@ RUNTIME = {  # SQS event source mapping (runs with the function's role) and logg
     "logs:CreateLogStream", "logs:PutLogEvents",
 }
 EXPECTED_ACTIONS = IAM_READS | IAM_WRITES | SECRETS | RUNTIME | {
-    "ses:SendEmail", "kms:GenerateDataKey", "kms:Decrypt",
+    "ses:SendEmail", "kms:GenerateDataKey", "kms:Decrypt", "kms:DescribeKey",
 }
 AUDIT_ACTIONS = {"iam:GetAccountAuthorizationDetails", "iam:GenerateCredentialReport",
                  "iam:GetCredentialReport", "secretsmanager:ListSecrets",
@@ -76,6 +76,8 @@ CONTRACT_VARIABLES = {
     "SECRET_KMS_KEY_ID", "SENDER_EMAIL", "SIGNIN_URL", "LEAVER_ACTION", "SECRET_RECOVERY_DAYS",
     "DRY_RUN", "MAX_EVENT_AGE_DAYS", "DENY_POLICY_ARN", "KEY_MAX_AGE_DAYS", "MFA_GRACE_DAYS",
 }
+# The project's own variables the stack sets (README configuration table).
+STACK_VARIABLES = {"MAX_INSTANCES", "RATE_FLOOR_PER_SECOND"}
 ADMIN = "arn:aws:iam::aws:policy/AdministratorAccess"
 READONLY = "arn:aws:iam::aws:policy/ReadOnlyAccess"
 TEAM_POLICY = f"arn:aws:iam::{ACCOUNT}:policy/team-analytics"
@@ -216,10 +218,14 @@ def test_condition_keys_exist_for_their_actions(template):
         if d["kind"] != "identity":
             continue
         for s in as_list(d["document"]["Statement"]):
-            for block in (s.get("Condition") or {}).values():
+            for op, block in (s.get("Condition") or {}).items():
                 for key in block:
                     for action in as_list(s.get("Action", [])):
                         if "*" in action:
+                            continue
+                        # A Deny "...IfExists" on an action that lacks the key denies it
+                        # outright, on purpose (e.g. SES SendBulkEmail has no FromAddress).
+                        if s["Effect"] == "Deny" and op.endswith("IfExists"):
                             continue
                         if not iam_eval.key_supported(action, key):
                             bad.append(f"{d['id']}/{s.get('Sid')}: {key} on {action}")
@@ -541,7 +547,9 @@ def test_kms_sqs_logs_are_scoped(statements, resolver):
         if s["Effect"] != "Allow":
             continue
         services = {a.split(":")[0] for a in as_list(s["Action"])}
-        if services == {"kms"}:
+        if as_list(s["Action"]) == ["kms:DescribeKey"]:
+            assert as_list(s["Resource"]) == [key_arn], "resolves aliases of the stack key only"
+        elif services == {"kms"}:
             assert as_list(s["Resource"]) == [key_arn]
             assert s["Condition"]["StringEquals"]["kms:ViaService"] == f"secretsmanager.{REGION}.amazonaws.com"
             assert s["Condition"]["StringLike"]["kms:EncryptionContext:SecretARN"] == prefix_arn
@@ -628,8 +636,9 @@ def test_boundary_denies_assume_role_outside_the_parameter(template, roles):
     assert decide(stmts, "sts:AssumeRole", admin, employee()) == DENY
     assert decide(stmts, "sts:AssumeRole", f"arn:aws:iam::{ACCOUNT}:role/{STACK}-provisioner", employee()) == DENY
     dev = f"arn:aws:iam::{ACCOUNT}:role/dev-analytics"
-    assert decide(stmts, "sts:AssumeRole", dev, employee()) == (ALLOW if roles else DENY)
-    assert decide(stmts, "sts:AssumeRole", "arn:aws:iam::210987654321:role/readonly", employee()) == (
+    own = {**employee(), "sts:SourceIdentity": "jane"}
+    assert decide(stmts, "sts:AssumeRole", dev, own) == (ALLOW if roles else DENY)
+    assert decide(stmts, "sts:AssumeRole", "arn:aws:iam::210987654321:role/readonly", own) == (
         ALLOW if roles else DENY)
     # The session tokens MFA-enforced users need are not affected.
     assert decide(stmts, "sts:GetSessionToken", "*", employee()) == ALLOW
@@ -784,7 +793,7 @@ def test_function_runtime_settings(template):
 
 def test_environment_is_the_contract(template, resolver):
     env = function_props(template, SigninUrl="https://example.signin.aws.amazon.com/console")["Environment"]["Variables"]
-    assert set(env) == CONTRACT_VARIABLES
+    assert set(env) == CONTRACT_VARIABLES | STACK_VARIABLES
     assert env["USER_PATH"] == "/employees/"
     assert env["TEMPLATE_PATH"] == "/templates/"
     assert env["SECRET_PREFIX"] == "hr-provisioner/"
@@ -884,6 +893,22 @@ def test_maximum_concurrency_is_a_parameter(template, value):
     (event,) = fn["Events"].values()
     assert event["Properties"]["ScalingConfig"] == {"MaximumConcurrency": value}
     assert fn["ReservedConcurrentExecutions"] == value
+    # The pacer's floor is shared by exactly the instances the event source may run.
+    assert fn["Environment"]["Variables"]["MAX_INSTANCES"] == value
+
+
+def test_rate_floor_reaches_the_function_within_the_bounds_it_accepts(template):
+    """RATE_FLOOR_PER_SECOND: 0.1-10000 (src/wiring.rs refuses anything else at start-up),
+    default 10; MAX_INSTANCES 1-1000 covers MaximumConcurrency's 2-100."""
+    param = template["Parameters"]["RateFloorPerSecond"]
+    assert (param["Default"], param["MinValue"], param["MaxValue"]) == (10, 0.1, 10000)
+    wiring = (REPO / "src" / "wiring.rs").read_text()
+    assert "(0.1..=10_000.0).contains(&f)" in wiring and "(1..=1000).contains(&n)" in wiring
+    conc = template["Parameters"]["MaximumConcurrency"]
+    assert 1 <= conc["MinValue"] and conc["MaxValue"] <= 1000
+    env = function_props(template, RateFloorPerSecond="2.5")["Environment"]["Variables"]
+    assert env["RATE_FLOOR_PER_SECOND"] == "2.5"
+    assert function_props(template)["Environment"]["Variables"]["RATE_FLOOR_PER_SECOND"] == "10"
 
 
 def test_scheduled_audit_function(template, resolver):
@@ -939,10 +964,11 @@ def test_alarms(template, resolver):
         ("AWS/Lambda", "Throttles", fn),
         ("AWS/SQS", "ApproximateAgeOfOldestMessage", resolver.get_att("HrEventQueue", "QueueName")),
         ("AWS/Lambda", "Errors", audit),
-        ("HrProvisioner/Audit", "findings", None),
+        ("HrProvisioner/AuditLog", f"{STACK}-findings", None),
     }
     findings = alarms["AuditFindingsAlarm"]
-    assert "Dimensions" not in findings, "the audit's EMF has no dimensions"
+    assert "Dimensions" not in findings, "the metric filter's metric has no dimensions"
+    assert findings["Statistic"] == "Maximum", "a 0 beside a real count cannot hide it"
     assert (findings["ComparisonOperator"], findings["Threshold"]) == ("GreaterThanThreshold", 0)
     assert findings["TreatMissingData"] == "ignore", "keeps the last audit's verdict between runs"
     topic = resolver.ref("AlarmTopic")
@@ -1010,8 +1036,11 @@ def test_only_the_hr_sender_may_send(template, resolver):
 
 
 def test_secrets_key_policy(template):
-    for readers, expected_sids in (("", 2), ("arn:aws:iam::123456789012:role/desk", 3)):
-        r = resolved(template, SecretReaderRoleArns=readers)
+    for readers, glass, expected_sids in (("", "", 2), ("arn:aws:iam::123456789012:role/desk", "", 3),
+                                          ("", "arn:aws:iam::123456789012:role/break-glass", 3),
+                                          ("arn:aws:iam::123456789012:role/desk",
+                                           "arn:aws:iam::123456789012:role/break-glass", 4)):
+        r = resolved(template, SecretReaderRoleArns=readers, BreakGlassRoleArn=glass)
         key = r.resolve(template["Resources"]["SecretsKey"]["Properties"])
         assert key["EnableKeyRotation"] is True
         stmts = key["KeyPolicy"]["Statement"]
@@ -1020,7 +1049,7 @@ def test_secrets_key_policy(template):
         assert set(as_list(fn_stmt["Action"])) == {"kms:GenerateDataKey", "kms:Decrypt"}
         assert fn_stmt["Condition"]["StringEquals"]["kms:ViaService"] == f"secretsmanager.{REGION}.amazonaws.com"
         for s in stmts:
-            if s["Sid"] != "AccountAdministration":
+            if s["Sid"] != "AccountAdministrationOnly":
                 assert "kms:ViaService" in s["Condition"]["StringEquals"]
                 assert "kms:*" not in as_list(s["Action"])
     alias = resolved(template).resolve(template["Resources"]["SecretsKeyAlias"]["Properties"])
@@ -1062,3 +1091,299 @@ def test_readme_reviewer_commands_run(tmp_path):
         assert proc.returncode == 0, proc.stdout + proc.stderr
         doc = json.loads((tmp_path / out / expected).read_text())
         assert doc["Version"] == "2012-10-17" and doc["Statement"]
+
+
+# =========================================================================================
+# Issue 16: the stack's share (KMS, key policy, boundary, role sessions, audit alarm)
+# =========================================================================================
+
+def key_arn_of(resolver, lid="SecretsKey"):
+    return resolver.get_att(lid, "Arn")
+
+
+def via_secrets_manager(secret="jane"):
+    return {"kms:ViaService": f"secretsmanager.{REGION}.amazonaws.com", "kms:CallerAccount": ACCOUNT,
+            "kms:EncryptionContext:SecretARN": secret_arn(secret)}
+
+
+def test_role_uses_no_kms_key_but_the_stacks(statements, resolver):
+    """Issue 16 item 4: an explicit deny on every other key, which leaves Secrets
+    Manager's use of the stack key (kms:ViaService) intact, and DescribeKey on the stack
+    key only (the function resolves a secret's key alias to compare key ARNs)."""
+    ours, other = key_arn_of(resolver), f"arn:aws:kms:{REGION}:{ACCOUNT}:key/0f1e2d3c-squatter"
+    for action in ("kms:Decrypt", "kms:GenerateDataKey"):
+        assert decide(statements, action, ours, via_secrets_manager()) == ALLOW, action
+        assert decide(statements, action, other, via_secrets_manager()) == DENY, action
+        assert decide(statements, action, ours) != ALLOW, "only through Secrets Manager"
+    assert decide(statements, "kms:DescribeKey", ours) == ALLOW
+    assert decide(statements, "kms:DescribeKey", other) == DENY, "a foreign alias resolves to AccessDenied"
+    for action in ("kms:CreateGrant", "kms:Encrypt", "kms:ReEncryptTo", "kms:PutKeyPolicy"):
+        assert decide(statements, action, ours, via_secrets_manager()) != ALLOW, action
+        assert decide(statements, action, other, via_secrets_manager()) == DENY, action
+    assert decide(statements, "kms:ListAliases", "*") == DENY
+    (deny,) = [s for s in statements if s["Effect"] == "Deny" and "kms:*" in as_list(s.get("Action", []))]
+    assert deny["NotResource"] == ours and "Condition" not in deny
+    # The variable the function compares with is the key's ARN, not an alias.
+    env = function_props(template=ep.load_template())["Environment"]["Variables"]
+    assert env["SECRET_KMS_KEY_ID"] == ours and ours.startswith(f"arn:aws:kms:{REGION}:{ACCOUNT}:key/")
+
+
+def key_policy(template, **overrides):
+    r = resolved(template, **overrides)
+    return r, r.resolve(template["Resources"]["SecretsKey"]["Properties"]["KeyPolicy"])["Statement"]
+
+
+def key_policy_for(stmts, principal: str) -> list[dict]:
+    """The key-policy statements that name the principal (or the account root, which
+    delegates to IAM policies of the account's principals)."""
+    root = f"arn:aws:iam::{ACCOUNT}:root"
+    return [s for s in stmts
+            if {principal, root} & set(as_list(s["Principal"].get("AWS", [])))]
+
+
+def test_secrets_key_root_administers_but_cannot_decrypt(template):
+    """Issue 16 item 7: the account keeps key administration only, so IAM policies alone
+    can let nobody decrypt; the key cannot be locked out (kms:PutKeyPolicy stays)."""
+    from policy_sentry.querying.actions import get_actions_for_service
+
+    r, stmts = key_policy(template)
+    key = key_arn_of(r)
+    admin_role = f"arn:aws:iam::{ACCOUNT}:role/Admin"
+    root_stmts = key_policy_for(stmts, admin_role)
+    (root,) = root_stmts
+    assert root["Sid"] == "AccountAdministrationOnly" and "Condition" not in root
+    crypto = {"kms:Decrypt", "kms:Encrypt", "kms:ReEncryptFrom", "kms:ReEncryptTo", "kms:GenerateDataKey",
+              "kms:GenerateDataKeyWithoutPlaintext", "kms:GenerateDataKeyPair", "kms:CreateGrant",
+              "kms:RetireGrant", "kms:Sign", "kms:Verify", "kms:GenerateMac", "kms:DeriveSharedSecret",
+              "kms:ImportKeyMaterial", "kms:ReplicateKey"}
+    allowed = {a for a in get_actions_for_service("kms") if decide(root_stmts, a, key) == ALLOW}
+    assert allowed, "root keeps something"
+    assert not {a.lower() for a in allowed} & {c.lower() for c in crypto}, sorted(allowed)
+    for action in ("kms:PutKeyPolicy", "kms:GetKeyPolicy", "kms:DescribeKey", "kms:ScheduleKeyDeletion",
+                   "kms:CancelKeyDeletion", "kms:EnableKeyRotation", "kms:TagResource", "kms:DisableKey"):
+        assert decide(root_stmts, action, key) == ALLOW, f"administration keeps {action} (no lockout)"
+    # Every action the statement names exists (a typo would silently drop it).
+    known = {a.lower() for a in get_actions_for_service("kms")}
+    assert {a.lower() for a in as_list(root["Action"])} <= known
+
+
+@pytest.mark.parametrize("readers,glass", [
+    ("", ""),
+    (f"arn:aws:iam::{ACCOUNT}:role/service-desk", ""),
+    (f"arn:aws:iam::{ACCOUNT}:role/service-desk", f"arn:aws:iam::{ACCOUNT}:role/break-glass"),
+])
+def test_only_the_function_readers_and_break_glass_can_decrypt(template, readers, glass):
+    r, stmts = key_policy(template, SecretReaderRoleArns=readers, BreakGlassRoleArn=glass)
+    key = key_arn_of(r)
+    fn = r.get_att("ProvisionerRole", "Arn")
+    desk, breakglass = f"arn:aws:iam::{ACCOUNT}:role/service-desk", f"arn:aws:iam::{ACCOUNT}:role/break-glass"
+    expect = {fn: True, desk: bool(readers), breakglass: bool(glass),
+              f"arn:aws:iam::{ACCOUNT}:role/Admin": False, r.get_att("AuditRole", "Arn"): False}
+    for principal, can in expect.items():
+        mine = key_policy_for(stmts, principal)
+        got = decide(mine, "kms:Decrypt", key, via_secrets_manager()) == ALLOW
+        assert got == can, principal
+        # Never outside Secrets Manager, never for secrets outside the prefix.
+        assert decide(mine, "kms:Decrypt", key, {"kms:CallerAccount": ACCOUNT}) != ALLOW, principal
+        assert decide(mine, "kms:Decrypt", key, {**via_secrets_manager(), "kms:EncryptionContext:SecretARN":
+                      f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:prod/db-x"}) != ALLOW, principal
+    # The descriptions say who can read.
+    params = template["Parameters"]
+    for name in ("SecretReaderRoleArns", "BreakGlassRoleArn"):
+        text = " ".join(params[name]["Description"].split())
+        assert "decrypt" in text and "secretsmanager:GetSecretValue" in text, name
+    assert "Who can read a secret: the function, these roles and BreakGlassRoleArn" in " ".join(
+        params["SecretReaderRoleArns"]["Description"].split())
+    assert re.match(params["BreakGlassRoleArn"]["AllowedPattern"], "")
+    assert not re.match(params["BreakGlassRoleArn"]["AllowedPattern"], f"arn:aws:iam::{ACCOUNT}:user/bob")
+
+
+def test_boundary_assume_role_only_with_own_source_identity(template):
+    """Issue 16 item 7: sts:AssumeRole (and SetSourceIdentity) only with
+    sts:SourceIdentity = the user's name, so every role session is traceable and
+    revocable per employee."""
+    stmts = boundary_statements(template, AssumableRoleArns=f"arn:aws:iam::{ACCOUNT}:role/dev-*")
+    dev = f"arn:aws:iam::{ACCOUNT}:role/dev-analytics"
+    for action in ("sts:AssumeRole", "sts:SetSourceIdentity"):
+        assert decide(stmts, action, dev, {**employee("jane"), "sts:SourceIdentity": "jane"}) == ALLOW, action
+        assert decide(stmts, action, dev, employee("jane")) == DENY, action
+        assert decide(stmts, action, dev, {**employee("jane"), "sts:SourceIdentity": "bob"}) == DENY, action
+    (s,) = [s for s in stmts if s["Sid"] == "DenyAssumeWithoutSourceIdentity"]
+    assert s["Condition"] == {"StringNotEquals": {"sts:SourceIdentity": "${aws:username}"}}
+
+
+def test_the_stack_owns_no_role_an_employee_assumes(template, resolver):
+    """So the aws:TokenIssueTime revocation has nowhere to be applied by the stack:
+    every role it owns is assumed by an AWS service only, and the boundary denies
+    every access to the stack's roles anyway."""
+    roles = [lid for lid, r in template["Resources"].items() if r["Type"] == "AWS::IAM::Role"]
+    assert roles
+    for lid in roles:
+        doc = resolver.resolve(template["Resources"][lid]["Properties"]["AssumeRolePolicyDocument"])
+        for st in as_list(doc["Statement"]):
+            assert set(st["Principal"]) == {"Service"}, lid
+    stmts = boundary_statements(template, AssumableRoleArns=f"arn:aws:iam::{ACCOUNT}:role/*")
+    assert decide(stmts, "sts:AssumeRole", f"arn:aws:iam::{ACCOUNT}:role/{STACK}-provisioner",
+                  {**employee(), "sts:SourceIdentity": "jane"}) == DENY
+
+
+def readme_revocation_policy() -> dict:
+    text = (REPO / "infra" / "README.md").read_text()
+    section = text.split("### Revoking a leaver's role sessions", 1)[1]
+    block = section.split("```json", 1)[1].split("```", 1)[0]
+    return json.loads(block)
+
+
+def test_role_session_revocation_recipe():
+    """The documented recipe (infra/README.md, docs/contract.md): a deny keyed by source
+    identity and aws:TokenIssueTime ends the leaver's existing sessions of a role, and
+    nobody else's, nor the sessions of a later rehire."""
+    doc = readme_revocation_policy()
+    stmts = doc["Statement"]
+    role_arn = f"arn:aws:iam::{ACCOUNT}:role/dev-analytics"
+    before, after = "2026-11-30T16:59:00Z", "2026-12-01T09:00:00Z"
+    jane_old = {"aws:SourceIdentity": "jane.doe", "aws:TokenIssueTime": before}
+    for action, resource in (("s3:GetObject", "arn:aws:s3:::data/x"), ("sts:AssumeRole", role_arn),
+                             ("iam:CreateAccessKey", "*")):
+        assert decide(stmts, action, resource, jane_old) == DENY, action
+    assert decide(stmts, "s3:GetObject", "arn:aws:s3:::data/x",
+                  {"aws:SourceIdentity": "jane.doe", "aws:TokenIssueTime": after}) != DENY
+    assert decide(stmts, "s3:GetObject", "arn:aws:s3:::data/x",
+                  {"aws:SourceIdentity": "bob", "aws:TokenIssueTime": before}) != DENY
+    contract = (REPO / "docs" / "contract.md").read_text()
+    assert "aws:TokenIssueTime" in contract and "aws:SourceIdentity" in contract
+    assert "sts:SetSourceIdentity" in (REPO / "infra" / "README.md").read_text()
+
+
+def policy_sentry_knows(action: str) -> bool:
+    from policy_sentry.querying.actions import get_actions_for_service
+
+    service = action.split(":")[0]
+    return any(fnmatch.fnmatchcase(a.lower(), action.lower()) for a in get_actions_for_service(service))
+
+
+def test_boundary_denies_new_act_as_a_role_paths(template):
+    """Issue 16 item 7: each action runs caller input with a resource's role (or, for
+    sts:AssumeRoot, becomes a member account's root), beyond the boundary."""
+    stmts = boundary_statements(template)
+    (acting,) = [s for s in stmts if s["Sid"] == "DenyActingAsExistingRoles"]
+    for action in ("ssm:CreateAssociation", "ssm:StartAutomationExecution", "states:UpdateStateMachine",
+                   "sagemaker:UpdateNotebookInstanceLifecycleConfig", "ec2:CreateReplaceRootVolumeTask",
+                   "sts:AssumeRoot", "cloudformation:UpdateStackSet", "codebuild:StartBuildBatch"):
+        assert decide(stmts, action, "*", employee()) == DENY, action
+    # Every name in the list is an action of the service authorization reference.
+    assert all(policy_sentry_knows(a) for a in as_list(acting["Action"])), as_list(acting["Action"])
+
+
+def test_boundary_denies_resource_policies_granting_outside_the_account(template):
+    stmts = boundary_statements(template)
+    (plain,) = [s for s in stmts if s["Sid"] == "DenyResourcePolicyWrites"]
+    assert all(policy_sentry_knows(a) for a in as_list(plain["Action"]))
+    for action in ("s3:PutBucketPolicy", "s3:PutBucketAcl", "s3:PutAccessPointPolicy", "sqs:AddPermission",
+                   "sqs:SetQueueAttributes", "sns:AddPermission", "sns:SetTopicAttributes",
+                   "lambda:AddLayerVersionPermission", "kms:PutKeyPolicy", "secretsmanager:PutResourcePolicy",
+                   "ecr:SetRepositoryPolicy", "glacier:SetVaultAccessPolicy", "logs:PutResourcePolicy",
+                   "events:PutPermission", "ses:PutIdentityPolicy", "ses:CreateEmailIdentityPolicy",
+                   "ses:UpdateEmailIdentityPolicy", "ec2:ModifySnapshotAttribute", "ec2:ModifyImageAttribute",
+                   "rds:ModifyDBSnapshotAttribute", "rds:ModifyDBClusterSnapshotAttribute"):
+        assert decide(stmts, action, "*", employee()) == DENY, action
+    fn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:team-fn"
+    for principal, outcome in ((ACCOUNT, ALLOW), (f"arn:aws:iam::{ACCOUNT}:role/team", ALLOW),
+                               ("s3.amazonaws.com", ALLOW), ("210987654321", DENY),
+                               ("arn:aws:iam::210987654321:root", DENY), ("*", DENY)):
+        assert decide(stmts, "lambda:AddPermission", fn, {**employee(), "lambda:Principal": principal}) == outcome, \
+            principal
+    key = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/team"
+    assert decide(stmts, "kms:CreateGrant", key,
+                  {**employee(), "kms:GranteePrincipal": f"arn:aws:iam::{ACCOUNT}:role/team"}) == ALLOW
+    assert decide(stmts, "kms:CreateGrant", key,
+                  {**employee(), "kms:GranteePrincipal": "arn:aws:iam::210987654321:role/x"}) == DENY
+    assert decide(stmts, "kms:CreateGrant", key, {**employee(), "kms:GrantIsForAWSResource": "true",
+                  "kms:GranteePrincipal": f"arn:aws:iam::{ACCOUNT}:role/team"}) == ALLOW
+    # Ordinary writes of the same services stay within the ceiling.
+    for action in ("s3:PutObject", "sqs:SendMessage", "sns:Publish", "secretsmanager:PutSecretValue"):
+        assert decide(stmts, action, "*", employee()) == ALLOW, action
+
+
+def test_boundary_mail_without_from_address_is_denied(template):
+    stmts = boundary_statements(template)
+    identity = f"arn:aws:ses:{REGION}:{ACCOUNT}:identity/example.com"
+    for action in ("ses:SendRawEmail", "ses:SendEmail", "ses:SendBulkTemplatedEmail", "ses:SendTemplatedEmail",
+                   "ses:SendBulkEmail"):
+        assert policy_sentry_knows(action)
+        assert decide(stmts, action, identity, employee()) == DENY, action
+    for action in ("ses:SendRawEmail", "ses:SendEmail"):
+        assert decide(stmts, action, identity, {**employee(), "ses:FromAddress": "jane@example.com"}) == ALLOW
+        assert decide(stmts, action, identity, {**employee(), "ses:FromAddress": "NO-REPLY@example.com"}) == DENY
+    # SendBulkEmail has no ses:FromAddress key: IAM drops it, so the deny is unconditional.
+    assert decide(stmts, "ses:SendBulkEmail", identity, {**employee(), "ses:FromAddress": "jane@example.com"}) == DENY
+
+
+def test_boundary_denies_writing_the_stacks_metrics(template):
+    stmts = boundary_statements(template)
+    for ns in ("HrProvisioner", "HrProvisioner/Audit", "HrProvisioner/AuditLog"):
+        assert decide(stmts, "cloudwatch:PutMetricData", "*", {**employee(), "cloudwatch:namespace": ns}) == DENY
+    assert decide(stmts, "cloudwatch:PutMetricData", "*", {**employee(), "cloudwatch:namespace": "Team/App"}) == ALLOW
+    # The function that any new function of the stack would be: no access either.
+    assert decide(stmts, "lambda:InvokeFunction", f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{STACK}-frontdoor",
+                  employee()) == DENY
+
+
+def filter_matches(pattern: str, line: dict) -> bool:
+    """CloudWatch Logs JSON filter patterns of the form { $.a = "x" && $.b >= 0 }."""
+    body = pattern.strip()
+    assert body.startswith("{") and body.endswith("}"), pattern
+    for clause in body[1:-1].split("&&"):
+        m = re.fullmatch(r'\s*\$\.(\w+)\s*(=|!=|>=|<=|>|<)\s*("[^"]*"|-?\d+(?:\.\d+)?)\s*', clause)
+        assert m, clause
+        field, op, raw = m.groups()
+        if field not in line:
+            return False
+        value = line[field]
+        if raw.startswith('"'):
+            want = raw[1:-1]
+            if not isinstance(value, str) or (value == want) != (op == "="):
+                return False
+        else:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                return False
+            if not {"=": value == float(raw), "!=": value != float(raw), ">=": value >= float(raw),
+                    "<=": value <= float(raw), ">": value > float(raw), "<": value < float(raw)}[op]:
+                return False
+    return True
+
+
+def test_audit_alarm_reads_a_metric_filter_on_the_audit_log_group(template, resolver):
+    """Issue 16 item 7: the findings alarm reads a metric that only lines of the audit's
+    own log group feed, not the EMF namespace that any function can write."""
+    filters = {lid: resolver.resolve(r["Properties"]) for lid, r in template["Resources"].items()
+               if r["Type"] == "AWS::Logs::MetricFilter"}
+    f = filters["AuditFindingsMetricFilter"]
+    assert f["LogGroupName"] == resolver.ref("AuditLogGroup")
+    (t,) = f["MetricTransformations"]
+    alarm = resolver.resolve(template["Resources"]["AuditFindingsAlarm"]["Properties"])
+    assert (alarm["Namespace"], alarm["MetricName"]) == (t["MetricNamespace"], t["MetricName"])
+    assert t["MetricNamespace"] != "HrProvisioner/Audit", "not the EMF namespace"
+    assert t["MetricNamespace"].startswith("HrProvisioner"), "the boundary's PutMetricData deny covers it"
+    assert t["MetricValue"] == "$.findings" and "DefaultValue" not in t, "no data between audits"
+    # The audit's EMF line, as src/logging.rs writes it (fields at the top level).
+    emf = {"timestamp": "2026-12-01T06:00:02Z", "level": "INFO", "target": "emf", "message": "metrics",
+           "_aws": {"Timestamp": 1, "CloudWatchMetrics": [{"Namespace": "HrProvisioner/Audit"}]},
+           "no-mfa": 2, "findings": 3}
+    assert filter_matches(f["FilterPattern"], emf)
+    assert filter_matches(f["FilterPattern"], {**emf, "findings": 0}), "a clean audit clears the alarm"
+    finding = {"level": "WARN", "target": "review", "message": "no-mfa jane", "code": "no-mfa",
+               "user_name": "jane", "detail": "x"}
+    assert not filter_matches(f["FilterPattern"], finding)
+    assert not filter_matches(f["FilterPattern"], {"level": "INFO", "target": "emf", "applied": 1})
+    # The code writes exactly that line: target "emf" and the total as "findings".
+    lambda_rs = (REPO / "src" / "review" / "lambda.rs").read_text()
+    assert 'target: "emf"' in lambda_rs and 'doc["findings"]' in lambda_rs
+
+
+def test_provisioner_alarms_read_only_aws_namespaces(template, resolver):
+    """The provisioner's alarms read AWS/Lambda and AWS/SQS, which neither PutMetricData
+    nor EMF can write (AWS/ is reserved): nothing to move to a metric filter."""
+    for lid, r in template["Resources"].items():
+        if r["Type"] == "AWS::CloudWatch::Alarm" and lid != "AuditFindingsAlarm":
+            assert resolver.resolve(r["Properties"])["Namespace"].startswith("AWS/"), lid

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_iam::error::ProvideErrorMetadata;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use tokio::time::Instant;
 
@@ -87,20 +88,45 @@ pub fn kind_of_code(code: &str) -> ErrorKind {
     }
 }
 
+/// Whether the endpoint is a local emulator: set by `wiring` before the first call,
+/// never unset. It only changes what an answer without an error code means.
+static EMULATOR_ENDPOINT: AtomicBool = AtomicBool::new(false);
+
+pub fn set_emulator_endpoint() {
+    EMULATOR_ENDPOINT.store(true, Ordering::Relaxed);
+}
+
+/// An error answer with no AWS error code. From AWS it is the front end's error page
+/// while a host restarts or is overloaded (500, 502, 503, 504): it passes, so it is
+/// transient (the call and the record are tried again). From a local emulator, a
+/// 500 is how it says it lacks the operation (moto: "has not been implemented").
+/// 501 and anything else is "not implemented" either way.
+pub fn kind_without_code(status: u16, emulator: bool) -> ErrorKind {
+    match status {
+        501 => ErrorKind::Unsupported,
+        500..=599 if !emulator => ErrorKind::Transient,
+        _ => ErrorKind::Unsupported,
+    }
+}
+
 /// Maps an SDK error. Only code, message and status are kept.
-pub fn classify<E, R>(op: &'static str, err: SdkError<E, R>) -> AwsError
+pub fn classify<E>(op: &'static str, err: SdkError<E, HttpResponse>) -> AwsError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
 {
     match &err {
         SdkError::ServiceError(se) => {
             let code = se.err().code().map(str::to_owned);
-            let message = se.err().message().unwrap_or_default().to_owned();
+            let status = se.raw().status().as_u16();
+            let mut message = se.err().message().unwrap_or_default().to_owned();
             let kind = match code.as_deref() {
                 Some(c) => kind_of_code(c),
-                // An answer with no AWS error code: a non-AWS 5xx page.
-                None => ErrorKind::Unsupported,
+                None => {
+                    if message.is_empty() {
+                        message = format!("HTTP {status} with no error code");
+                    }
+                    kind_without_code(status, EMULATOR_ENDPOINT.load(Ordering::Relaxed))
+                }
             };
             AwsError {
                 op,
@@ -180,6 +206,9 @@ pub struct RecordNotes {
     /// trusted to refuse one at CreateUser (see `Iam::lookup`).
     case_scan: AtomicBool,
     throttled: AtomicU32,
+    /// The record's last request waited for a slot of a pacing pacer: a throttled
+    /// retry is spaced by the pacer, in the record's turn (see [`call`]).
+    paced: AtomicBool,
 }
 
 static RECORD_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -213,7 +242,21 @@ impl RecordNotes {
     pub fn throttled(&self) -> u32 {
         self.throttled.load(Ordering::Relaxed)
     }
+    pub fn set_paced(&self, paced: bool) {
+        self.paced.store(paced, Ordering::Relaxed);
+    }
+    pub fn paced(&self) -> bool {
+        self.paced.load(Ordering::Relaxed)
+    }
 }
+
+/// The backoff ceiling of a throttled retry whose request was paced: the pacer
+/// already spaces the retry (its next slot), and it hands slots to the earliest-
+/// started record first. A long backoff of its own would make the record miss its
+/// turns, the slots would go to later records, and under a slow pace every record
+/// of the batch would advance together and be cut halfway at the deadline instead
+/// of finishing one after another.
+const PACED_THROTTLE_CAP: Duration = Duration::from_millis(10);
 
 tokio::task_local! {
     static NOTES: Arc<RecordNotes>;
@@ -281,10 +324,11 @@ where
         {
             return give_up(err);
         }
-        let cap = if throttled {
-            budget.throttle_cap
-        } else {
-            budget.cap
+        let paced = notes.as_ref().is_some_and(|n| n.paced());
+        let cap = match (throttled, paced) {
+            (true, true) => budget.throttle_cap.min(PACED_THROTTLE_CAP),
+            (true, false) => budget.throttle_cap,
+            _ => budget.cap,
         };
         let ceiling = budget.base.saturating_mul(1u32 << attempt.min(16)).min(cap);
         let sleep = ceiling.mul_f64(rand::random::<f64>());
@@ -418,6 +462,77 @@ mod tests {
         let last = notes.take_last_error().expect("noted");
         assert_eq!(last.kind, ErrorKind::Throttled);
         assert!(notes.take_last_error().is_none(), "taken");
+    }
+
+    /// A paced record's throttled retry waits a few milliseconds, then the pacer's
+    /// slot (in its turn), never the long backoff of an unpaced call.
+    #[tokio::test(start_paused = true)]
+    async fn a_paced_throttled_retry_backs_off_only_a_few_milliseconds() {
+        let notes = Arc::new(RecordNotes::default());
+        notes.set_paced(true);
+        let n = AtomicU32::new(0);
+        let budget = Budget::until(Instant::now() + Duration::from_secs(60));
+        let started = Instant::now();
+        let r = with_notes(notes.clone(), async {
+            call(&budget, Retry::Safe, || async {
+                if n.fetch_add(1, Ordering::SeqCst) < 8 {
+                    Err(fail(ErrorKind::Throttled, "Throttling"))
+                } else {
+                    Ok(())
+                }
+            })
+            .await
+        })
+        .await;
+        assert!(r.is_ok());
+        assert_eq!(notes.throttled(), 8);
+        assert!(
+            started.elapsed() <= PACED_THROTTLE_CAP * 8,
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn an_answer_without_code_is_transient_from_aws_and_unsupported_from_an_emulator() {
+        for status in [500, 502, 503, 504] {
+            assert_eq!(kind_without_code(status, false), ErrorKind::Transient);
+            assert_eq!(kind_without_code(status, true), ErrorKind::Unsupported);
+        }
+        for status in [501, 400, 403, 404] {
+            assert_eq!(kind_without_code(status, false), ErrorKind::Unsupported);
+        }
+        // And a transient answer is retried by a safe call, as any other.
+        assert!(retryable(ErrorKind::Transient, None, Retry::Safe));
+        assert!(!retryable(ErrorKind::Transient, None, Retry::ThrottleOnly));
+    }
+
+    /// Through the SDK's own error parsing: a 503 HTML page from a front end.
+    #[tokio::test]
+    async fn the_sdk_error_of_a_codeless_503_classifies_as_transient() {
+        use aws_smithy_mocks::{mock, mock_client, RuleMode};
+        use aws_smithy_runtime_api::http::{Response, StatusCode};
+        use aws_smithy_types::body::SdkBody;
+
+        let page = |status: u16| {
+            Response::new(
+                StatusCode::try_from(status).expect("status"),
+                SdkBody::from("<html><body><h1>503 Service Unavailable</h1></body></html>"),
+            )
+        };
+        let unavailable =
+            mock!(aws_sdk_iam::Client::get_user).then_http_response(move || page(503));
+        let client = mock_client!(aws_sdk_iam, RuleMode::MatchAny, &[&unavailable], |c| c
+            .retry_config(aws_config::retry::RetryConfig::disabled()));
+        let err = client
+            .get_user()
+            .user_name("jane")
+            .send()
+            .await
+            .expect_err("a 503 is an error");
+        let e = classify("GetUser", err);
+        assert_eq!((e.kind, e.code.as_deref()), (ErrorKind::Transient, None));
+        assert_eq!(e.to_string(), "GetUser failed: HTTP 503 with no error code");
     }
 
     #[test]

@@ -25,7 +25,11 @@
 //! one after another instead of all together at the end, so when the pace is slow
 //! and the deadline near, the records left are ones that have not started (the
 //! batch hands those back untouched, see `batch`), not ones cut halfway, say
-//! between the welcome mail and the tag that records it. The wait is before the
+//! between the welcome mail and the tag that records it. A throttled request of a
+//! paced record is retried after a few milliseconds only (`aws::call`): the pacer
+//! spaces the retry, and a longer backoff of its own would make the record miss its
+//! turns to later records (at 10 calls/s and two throttles in three, the batch's
+//! records then finished out of order). The wait is before the
 //! request is handed to the HTTP connector, i.e. outside its read timeout; a
 //! record's deadline still ends it (the batch times the record out).
 
@@ -347,9 +351,16 @@ impl HttpConnector for PacedConnector {
             let notes = crate::aws::notes();
             let priority = notes.as_ref().map_or(u64::MAX, |n| n.seq());
             pacer.acquire(priority).await;
+            if let Some(n) = &notes {
+                n.set_paced(pacer.rate().is_some());
+            }
             if is_send_email(&request) {
                 let due = notes.as_ref().and_then(|n| n.deadline());
                 if due.is_some_and(|d| Instant::now() + record_window() > d) {
+                    if let Some(n) = &notes {
+                        // Answered here, not by the service: no slot to wait for.
+                        n.set_paced(false);
+                    }
                     return Ok(too_late_to_mail());
                 }
             }
@@ -484,6 +495,89 @@ mod tests {
         }
         assert_eq!(*order.lock().unwrap(), vec![1, 3, 5, 9]);
         assert!(Instant::now() - now >= Duration::from_secs(3));
+    }
+
+    /// One record's chain: `calls` IAM calls through the pacer (40 ms each; of the
+    /// instance's requests only every `throttle_every`-th is not throttled), a 40 ms
+    /// call to another service after each. Returns when the record finished.
+    async fn chain(
+        p: Arc<Pacer>,
+        calls: u32,
+        sent: Arc<std::sync::atomic::AtomicU64>,
+        throttle_every: u64,
+    ) {
+        use crate::aws::{call, AwsError, Budget, ErrorKind, Retry};
+        use std::sync::atomic::Ordering;
+        let budget = Budget::until(Instant::now() + Duration::from_secs(600));
+        for _ in 0..calls {
+            call(&budget, Retry::Safe, || {
+                let (p, sent) = (Arc::clone(&p), Arc::clone(&sent));
+                async move {
+                    // As PacedConnector does.
+                    let notes = crate::aws::notes();
+                    let at = p
+                        .acquire(notes.as_ref().map_or(u64::MAX, |n| n.seq()))
+                        .await;
+                    if let Some(n) = &notes {
+                        n.set_paced(p.rate().is_some());
+                    }
+                    tokio::time::sleep(Duration::from_millis(40)).await;
+                    let n = sent.fetch_add(1, Ordering::SeqCst);
+                    let throttled = n % throttle_every != 0;
+                    p.answered(at, throttled, Instant::now());
+                    if throttled {
+                        Err(AwsError::new(
+                            "GetUser",
+                            ErrorKind::Throttled,
+                            "Rate exceeded",
+                        ))
+                    } else {
+                        Ok(())
+                    }
+                }
+            })
+            .await
+            .expect("throttling is retried");
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttled_records_keep_their_turn_and_finish_in_the_order_they_started() {
+        use crate::aws::{with_notes, RecordNotes};
+        let p = Pacer::new("iam", 10.0);
+        let now = Instant::now();
+        p.reserve(now);
+        p.answered(now, true, now); // paced from the start, at 10 calls/s
+        let sent = Arc::new(std::sync::atomic::AtomicU64::new(1));
+        let done = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for _ in 0..6 {
+            let notes = Arc::new(RecordNotes::starting(now + Duration::from_secs(600)));
+            let seq = notes.seq();
+            let (p, sent, done) = (Arc::clone(&p), Arc::clone(&sent), Arc::clone(&done));
+            tasks.push(tokio::spawn(with_notes(notes, async move {
+                // Two of three requests of the instance are throttled.
+                chain(p, 6, sent, 3).await;
+                done.lock().unwrap().push((seq, Instant::now()));
+            })));
+            tokio::task::yield_now().await;
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let done = done.lock().unwrap().clone();
+        let order: Vec<u64> = done.iter().map(|(s, _)| *s).collect();
+        let mut sorted = order.clone();
+        sorted.sort_unstable();
+        let times: Vec<u128> = done.iter().map(|(_, t)| (*t - now).as_millis()).collect();
+        assert_eq!(
+            order, sorted,
+            "records finish in the order they started: {times:?} ms"
+        );
+        // The first record is done long before the last: they did not advance together.
+        let (first, last) = (done[0].1 - now, done[done.len() - 1].1 - now);
+        assert!(first * 3 < last, "first {first:?}, last {last:?}");
     }
 
     #[tokio::test(start_paused = true)]
