@@ -57,10 +57,11 @@ SECRETS = {
     "secretsmanager:DescribeSecret", "secretsmanager:GetResourcePolicy", "secretsmanager:GetSecretValue",
     "secretsmanager:CreateSecret", "secretsmanager:PutSecretValue", "secretsmanager:TagResource",
     "secretsmanager:UntagResource", "secretsmanager:RestoreSecret", "secretsmanager:DeleteSecret",
-    "secretsmanager:ListSecrets",
+    "secretsmanager:ListSecrets", "secretsmanager:UpdateSecretVersionStage",
 }
 SECRET_WRITES = {"secretsmanager:PutSecretValue", "secretsmanager:TagResource", "secretsmanager:UntagResource",
-                 "secretsmanager:RestoreSecret", "secretsmanager:DeleteSecret"}
+                 "secretsmanager:RestoreSecret", "secretsmanager:DeleteSecret",
+                 "secretsmanager:UpdateSecretVersionStage"}
 RUNTIME = {  # SQS event source mapping (runs with the function's role) and logging
     "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
     "logs:CreateLogStream", "logs:PutLogEvents",
