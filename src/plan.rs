@@ -436,15 +436,18 @@ pub fn tag_safe(v: &str) -> bool {
 
 /// The HR record's optional fields, as user tags (extensions): they follow the
 /// record, so one that is absent (or not taggable) is removed.
-fn record_tags(ev: &HrEvent) -> [(&'static str, Option<&String>); 3] {
+fn record_tags(ev: &HrEvent) -> [(&'static str, Option<String>); 5] {
     let e = &ev.employee;
-    fn ok(v: &Option<String>) -> Option<&String> {
-        v.as_ref().filter(|v| tag_safe(v))
+    fn ok(v: &Option<String>) -> Option<String> {
+        v.as_ref().filter(|v| tag_safe(v)).cloned()
     }
     [
         (TAG_EMAIL, ok(&e.email)),
         (TAG_DEPARTMENT, ok(&e.department)),
         (TAG_MANAGER_EMAIL, ok(&e.manager_email)),
+        // Effective dates as HR sent them (a date, or an instant in UTC).
+        (TAG_START_DATE, e.start_date.map(|d| d.as_text())),
+        (TAG_END_DATE, e.end_date.map(|d| d.as_text())),
     ]
 }
 
@@ -466,7 +469,7 @@ pub fn desired_tags(ev: &HrEvent, status: &str) -> Vec<(String, String)> {
     if ev.event_type != EventType::Left {
         for (k, v) in record_tags(ev) {
             if let Some(v) = v {
-                tags.push((k.to_owned(), v.clone()));
+                tags.push((k.to_owned(), v));
             }
         }
     }
@@ -483,6 +486,15 @@ pub fn secret_tags(
 ) -> Vec<(String, String)> {
     let mut tags = ownership_tags(ev, status);
     tags.push((TAG_USER_NAME.to_owned(), user_name.to_owned()));
+    // The effective dates, like the user's (contract section 9).
+    for (k, d) in [
+        (TAG_START_DATE, &ev.employee.start_date),
+        (TAG_END_DATE, &ev.employee.end_date),
+    ] {
+        if let (Some(d), false) = (d, ev.event_type == EventType::Left) {
+            tags.push((k.to_owned(), d.as_text()));
+        }
+    }
     if let Some((id, created)) = key {
         tags.push((TAG_ACCESS_KEY_ID.to_owned(), id.to_owned()));
         if !created.is_empty() {

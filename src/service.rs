@@ -14,6 +14,7 @@ use crate::event::{EventType, HrEvent};
 use crate::password::{generate_default, PasswordPolicy};
 use crate::plan::{foreign_secret, key_created, plan, Context, Cred, Granted, Step, Verdict};
 use crate::rules::Rule;
+use crate::schedule::{Decision, SchedStep};
 use crate::state::{
     Attachments, Lookup, SecretDoc, SecretState, SecretView, UserState, MANAGED_BY,
     TAG_EMPLOYEE_ID, TAG_MANAGED_BY, TAG_USER_NAME,
@@ -43,6 +44,10 @@ pub struct Report {
     /// The user acted on, when it is not the one the name rule gives (found
     /// through its secret after an email change).
     pub user_name: Option<String>,
+    /// For `scheduled`: when the record takes effect.
+    pub due_at: Option<time::OffsetDateTime>,
+    /// Schedule steps still to apply once the record is applied (src/dates.rs).
+    pub after: Vec<SchedStep>,
 }
 
 impl Report {
@@ -52,6 +57,8 @@ impl Report {
             reason,
             planned: Vec::new(),
             user_name: None,
+            due_at: None,
+            after: Vec::new(),
         }
     }
 }
@@ -292,10 +299,27 @@ impl Provisioner {
     ) -> Report {
         // Boxed: the state machine of a record is large, and test threads have small
         // stacks.
-        match Box::pin(self.converge(ev, function_arn, b, log)).await {
+        let mut report = match Box::pin(self.converge(ev, function_arn, b, log)).await {
             Ok(r) => r,
-            Err(e) => Report::new(Outcome::Failed, Some(e.to_string())),
+            Err(e) => return Report::new(Outcome::Failed, Some(e.to_string())),
+        };
+        // Effective dates: the schedules the record leaves are written once the
+        // record itself is in effect (a crash before then redoes them).
+        let after = std::mem::take(&mut report.after);
+        if report.outcome == Outcome::Planned {
+            report.planned.extend(after.iter().map(ToString::to_string));
+        } else if matches!(report.outcome, Outcome::Applied | Outcome::Unchanged)
+            && !after.is_empty()
+        {
+            match crate::dates::apply(&self.services, &after, &b, log, self.faults.as_deref())
+                .await
+            {
+                Ok(()) => report.outcome = Outcome::Applied,
+                Err(e) => return Report::new(Outcome::Failed, Some(e.to_string())),
+            }
+            report.reason = None;
         }
+        report
     }
 
     async fn converge(
@@ -328,8 +352,11 @@ impl Provisioner {
             (true, true) => ReadDepth::Leaver,
             (false, _) => ReadDepth::Joiner,
         };
-        let ((signin_url, rules), mut first) =
-            futures::try_join!(Box::pin(per_container), Box::pin(self.read(ev, depth, &b)))?;
+        let ((signin_url, rules), mut first, pending) = futures::try_join!(
+            Box::pin(per_container),
+            Box::pin(self.read(ev, depth, &b)),
+            crate::dates::read_pending(&self.services, ev, &b)
+        )?;
         let (rule, granted) = match rules {
             Some(Ok(r)) => r,
             Some(Err(why)) => return Ok(Report::new(Outcome::Rejected, Some(why))),
@@ -348,9 +375,38 @@ impl Provisioner {
             }
         }
         let ev = acted_on.as_ref().unwrap_or(ev);
+        // Effective dates (src/schedule.rs): the record may take effect later, be
+        // older than a pending schedule, or leave schedules to write afterwards.
+        let known = crate::dates::known(ev, &self.config, &first.0);
+        let (after, act_as) = match crate::schedule::decide(
+            ev,
+            crate::dates::now(),
+            &self.config.schedule,
+            &pending,
+            &known,
+        ) {
+            Decision::Stale(why) => return Ok(Report::new(Outcome::Stale, Some(why))),
+            Decision::Rejected(why) => return Ok(Report::new(Outcome::Rejected, Some(why))),
+            Decision::Scheduled { steps, due_at } if self.config.dry_run => {
+                let mut r = Report::new(Outcome::Planned, None);
+                r.due_at = Some(due_at);
+                r.planned = steps.iter().map(ToString::to_string).collect();
+                return Ok(r);
+            }
+            Decision::Scheduled { steps, due_at } => {
+                crate::dates::apply(&self.services, &steps, &b, log, self.faults.as_deref())
+                    .await?;
+                let mut r = Report::new(Outcome::Scheduled, None);
+                r.due_at = Some(due_at);
+                return Ok(r);
+            }
+            Decision::Proceed { steps, act_as } => (steps, act_as),
+        };
+        let ev = act_as.as_ref().unwrap_or(ev);
         let report = |outcome, reason| {
             let mut r = Report::new(outcome, reason);
             r.user_name = acted_on.as_ref().map(|e| e.user_name.clone());
+            r.after = after.clone();
             r
         };
         let cx = Context {

@@ -13,6 +13,7 @@ use crate::apply::Services;
 use crate::aws::iam::Iam;
 use crate::aws::mail::Mailer;
 use crate::aws::pace::{paced, Pacer};
+use crate::aws::scheduler::Scheduler;
 use crate::aws::secrets::Secrets;
 use crate::config::Config;
 
@@ -237,8 +238,18 @@ pub fn services_with(
         .http_client(paced(base.clone(), Pacer::new("secretsmanager", floor)))
         .build();
     let ses = aws_sdk_sesv2::config::Builder::from(sdk)
-        .http_client(paced(base, Pacer::new("sesv2", floor)))
+        .http_client(paced(base.clone(), Pacer::new("sesv2", floor)))
         .build();
+    // Effective dates need the scheduler only where schedules can be made.
+    let scheduler = config.schedule.target().map(|_| {
+        let conf = aws_sdk_scheduler::config::Builder::from(sdk)
+            .http_client(paced(base, Pacer::new("scheduler", floor)))
+            .build();
+        Scheduler::new(
+            aws_sdk_scheduler::Client::from_conf(conf),
+            config.schedule.group.clone(),
+        )
+    });
     Services {
         iam: Iam::new(aws_sdk_iam::Client::from_conf(iam), emulator).with_case_scan(case_scan),
         secrets: Secrets::new(
@@ -249,6 +260,7 @@ pub fn services_with(
             aws_sdk_sesv2::Client::from_conf(ses),
             config.sender_email.clone(),
         ),
+        scheduler,
     }
 }
 

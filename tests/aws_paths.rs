@@ -60,6 +60,7 @@ fn aws_provisioner(iam: Iam, sm: Sm, ses: Ses) -> Provisioner {
         iam,
         secrets: Secrets::new(sm, None),
         mailer: Mailer::new(ses, "it@example.com".into()),
+        scheduler: None,
     };
     Provisioner::new(config, services)
 }

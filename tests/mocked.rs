@@ -57,6 +57,7 @@ fn provisioner(iam: Iam, sm: Sm, ses: Ses, env: &[(&str, &str)]) -> Provisioner 
         iam: IamAdapter::new(iam, false),
         secrets: Secrets::new(sm, None),
         mailer: Mailer::new(ses, "it@example.com".into()),
+        scheduler: None,
     };
     Provisioner::new(config, services)
 }

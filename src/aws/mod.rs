@@ -5,6 +5,7 @@
 pub mod iam;
 pub mod mail;
 pub mod pace;
+pub mod scheduler;
 pub mod secrets;
 
 use std::future::Future;
