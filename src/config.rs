@@ -69,8 +69,7 @@ impl ScheduleConfig {
 /// Scheduler's name rule, which the group shares: 1-64 of `[0-9a-zA-Z-_.]`.
 pub fn is_schedule_name(v: &str) -> bool {
     (1..=64).contains(&v.len())
-        && v
-            .chars()
+        && v.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
@@ -147,7 +146,9 @@ fn parse_lead(v: &str) -> Result<jiff::Span, String> {
         return Err(bad());
     }
     let span: jiff::Span = v.parse().map_err(|_| bad())?;
-    let reference = jiff::civil::date(2026, 1, 1).to_zoned_datetime(jiff::tz::TimeZone::UTC).map_err(|_| bad())?;
+    let reference = jiff::civil::date(2026, 1, 1)
+        .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+        .map_err(|_| bad())?;
     let end = reference.checked_add(span).map_err(|_| bad())?;
     let secs = end.timestamp().as_second() - reference.timestamp().as_second();
     if span.signum() < 0 || secs > 90 * 86_400 {
@@ -431,8 +432,14 @@ mod tests {
     fn schedule_settings_are_validated_and_named() {
         let c = cfg(&[
             ("SCHEDULE_GROUP", "hr-dates"),
-            ("SCHEDULE_TARGET_ARN", "arn:aws:sqs:eu-west-1:123456789012:hr.fifo"),
-            ("SCHEDULER_ROLE_ARN", "arn:aws:iam::123456789012:role/hr-scheduler"),
+            (
+                "SCHEDULE_TARGET_ARN",
+                "arn:aws:sqs:eu-west-1:123456789012:hr.fifo",
+            ),
+            (
+                "SCHEDULER_ROLE_ARN",
+                "arn:aws:iam::123456789012:role/hr-scheduler",
+            ),
             ("PROVISION_LEAD", "PT12H"),
             ("HR_TIME_ZONE", "Europe/Berlin"),
         ])
@@ -446,15 +453,24 @@ mod tests {
         );
         assert_eq!(c.schedule.lead.get_hours(), 12);
         assert_eq!(c.schedule.time_zone.iana_name(), Some("Europe/Berlin"));
-        let sqs = ("SCHEDULE_TARGET_ARN", "arn:aws:sqs:eu-west-1:123456789012:hr.fifo");
+        let sqs = (
+            "SCHEDULE_TARGET_ARN",
+            "arn:aws:sqs:eu-west-1:123456789012:hr.fifo",
+        );
         let role = ("SCHEDULER_ROLE_ARN", "arn:aws:iam::123456789012:role/r");
         let cases: &[(&[(&str, &str)], &str)] = &[
             (&[("SCHEDULE_GROUP", "a/b")], "SCHEDULE_GROUP"),
             (&[("SCHEDULE_GROUP", &"g".repeat(65))], "SCHEDULE_GROUP"),
             (&[sqs], "SCHEDULER_ROLE_ARN"),
             (&[role], "SCHEDULE_TARGET_ARN"),
-            (&[("SCHEDULE_TARGET_ARN", "arn:aws:sns:eu-west-1:1:t"), role], "SCHEDULE_TARGET_ARN"),
-            (&[sqs, ("SCHEDULER_ROLE_ARN", "hr-scheduler")], "SCHEDULER_ROLE_ARN"),
+            (
+                &[("SCHEDULE_TARGET_ARN", "arn:aws:sns:eu-west-1:1:t"), role],
+                "SCHEDULE_TARGET_ARN",
+            ),
+            (
+                &[sqs, ("SCHEDULER_ROLE_ARN", "hr-scheduler")],
+                "SCHEDULER_ROLE_ARN",
+            ),
             (&[("PROVISION_LEAD", "1 day")], "PROVISION_LEAD"),
             (&[("PROVISION_LEAD", "-P1D")], "PROVISION_LEAD"),
             (&[("PROVISION_LEAD", "P91D")], "PROVISION_LEAD"),

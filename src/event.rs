@@ -72,12 +72,9 @@ impl EffectiveDate {
     pub fn as_text(&self) -> String {
         match self {
             EffectiveDate::At(t) => format_utc(*t),
-            EffectiveDate::Day(d) => format!(
-                "{:04}-{:02}-{:02}",
-                d.year(),
-                u8::from(d.month()),
-                d.day()
-            ),
+            EffectiveDate::Day(d) => {
+                format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+            }
         }
     }
 }

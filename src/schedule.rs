@@ -22,9 +22,10 @@ use time::OffsetDateTime;
 use crate::config::ScheduleConfig;
 use crate::event::{format_utc, parse_body, EffectiveDate, EventKey, EventType, HrEvent};
 
-/// A date this close ahead acts now: clocks differ by that much, and a schedule
-/// fires a little after its time.
-const SKEW: time::Duration = time::Duration::minutes(5);
+/// A date this close ahead acts now: a schedule could not fire much sooner. (A
+/// delivery is accepted up to 5 minutes before its due time, for clock skew:
+/// `event::check_window`.)
+const NEAR: time::Duration = time::Duration::minutes(1);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -186,7 +187,9 @@ pub enum SchedStep {
     Create(Spec),
     /// The schedule exists and differs (a moved date, a newer record).
     Update(Spec),
-    Delete { name: String },
+    Delete {
+        name: String,
+    },
 }
 
 impl fmt::Display for SchedStep {
@@ -260,7 +263,10 @@ fn from_jiff(t: jiff::Timestamp) -> Option<OffsetDateTime> {
 /// across a DST change too). Whole seconds.
 pub fn provision_at(start: OffsetDateTime, cfg: &ScheduleConfig) -> Option<OffsetDateTime> {
     let t = jiff::Timestamp::from_second(start.unix_timestamp()).ok()?;
-    let z = t.to_zoned_datetime(cfg.time_zone.clone()).checked_sub(cfg.lead).ok()?;
+    let z = t
+        .to_zoned_datetime(cfg.time_zone.clone())
+        .checked_sub(cfg.lead)
+        .ok()?;
     from_jiff(z.timestamp())
 }
 
@@ -423,10 +429,7 @@ pub fn decide(
             let mut j = ev.clone();
             j.event_type = EventType::Joined;
             j.employee.email = j.employee.email.or(pending_joiner.employee.email);
-            j.employee.start_date = j
-                .employee
-                .start_date
-                .or(pending_joiner.employee.start_date);
+            j.employee.start_date = j.employee.start_date.or(pending_joiner.employee.start_date);
             taken_over = j;
             ev = &taken_over;
             act_as = Some(taken_over.clone());
@@ -434,7 +437,10 @@ pub fn decide(
     }
 
     let tz = &cfg.time_zone;
-    let future = |t: OffsetDateTime| t > now + SKEW;
+    // A delivered schedule's own date is due, even if its clock runs a little
+    // behind Scheduler's: it is never scheduled again.
+    let fired_due = ev.schedule.as_ref().map(|f| f.due_at);
+    let future = |t: OffsetDateTime| t > now + NEAR && fired_due.is_none_or(|d| t > d);
     let start_due = match ev.event_type {
         EventType::Joined => ev
             .employee

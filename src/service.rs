@@ -311,8 +311,7 @@ impl Provisioner {
         } else if matches!(report.outcome, Outcome::Applied | Outcome::Unchanged)
             && !after.is_empty()
         {
-            match crate::dates::apply(&self.services, &after, &b, log, self.faults.as_deref())
-                .await
+            match crate::dates::apply(&self.services, &after, &b, log, self.faults.as_deref()).await
             {
                 Ok(()) => report.outcome = Outcome::Applied,
                 Err(e) => return Report::new(Outcome::Failed, Some(e.to_string())),
