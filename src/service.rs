@@ -48,6 +48,9 @@ pub struct Report {
     pub due_at: Option<time::OffsetDateTime>,
     /// Schedule steps still to apply once the record is applied (src/dates.rs).
     pub after: Vec<SchedStep>,
+    /// A leaver's schedules could not be read: it was applied without them, and
+    /// fails afterwards so that SQS retries the schedule part.
+    pub schedules_unread: Option<String>,
 }
 
 impl Report {
@@ -59,6 +62,7 @@ impl Report {
             user_name: None,
             due_at: None,
             after: Vec::new(),
+            schedules_unread: None,
         }
     }
 }
@@ -318,6 +322,16 @@ impl Provisioner {
             }
             report.reason = None;
         }
+        if let (Some(why), Outcome::Applied | Outcome::Unchanged) =
+            (report.schedules_unread.take(), report.outcome)
+        {
+            return Report::new(
+                Outcome::Failed,
+                Some(format!(
+                    "applied, but its schedules could not be read: {why}"
+                )),
+            );
+        }
         report
     }
 
@@ -354,8 +368,18 @@ impl Provisioner {
         let ((signin_url, rules), mut first, pending) = futures::try_join!(
             Box::pin(per_container),
             Box::pin(self.read(ev, depth, &b)),
-            crate::dates::read_pending(&self.services, ev, &b)
+            // Infallible here: a leaver's cut-off needs IAM alone (contract 5).
+            async { Ok(crate::dates::read_pending(&self.services, ev, &b).await) }
         )?;
+        let (pending, schedules_unread) = match pending {
+            Ok(p) => (p, None),
+            Err(e) if leaver && !self.config.dry_run => {
+                tracing::warn!(event_id = %ev.event_id, user_name = %ev.user_name, error = %e,
+                    "schedules unreadable: the leaver is applied without them, then fails");
+                (crate::schedule::PendingSet::default(), Some(e.to_string()))
+            }
+            Err(e) => return Err(e.into()),
+        };
         let (rule, granted) = match rules {
             Some(Ok(r)) => r,
             Some(Err(why)) => return Ok(Report::new(Outcome::Rejected, Some(why))),
@@ -406,6 +430,7 @@ impl Provisioner {
             let mut r = Report::new(outcome, reason);
             r.user_name = acted_on.as_ref().map(|e| e.user_name.clone());
             r.after = after.clone();
+            r.schedules_unread = schedules_unread.clone();
             r
         };
         let cx = Context {

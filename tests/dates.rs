@@ -350,3 +350,63 @@ async fn without_target_and_role_a_dated_record_is_rejected_and_nothing_changes(
     assert!(!snapshot(&env.sdk, "di.eze").await.exists);
     assert!(env.schedule_names().await.is_empty());
 }
+
+#[tokio::test]
+async fn a_leaver_is_cut_off_even_when_its_schedules_cannot_be_read() {
+    let env = setup().await;
+    let p = env.provisioner(&[]).await;
+    let hire = event(
+        "joined",
+        "ev-j",
+        now() - Duration::hours(3),
+        "E2005",
+        "ed.fox",
+        &[],
+    );
+    assert!(send(&p, "m1", &hire, "E2005").await.is_empty());
+    // The same function, but Scheduler unreachable (a closed local port).
+    let mut m = std::collections::HashMap::new();
+    for (k, v) in [
+        ("SENDER_EMAIL", SENDER),
+        ("PROVISIONING_RULES", RULES),
+        ("SCHEDULE_TARGET_ARN", QUEUE),
+        ("SCHEDULER_ROLE_ARN", ROLE),
+    ] {
+        m.insert(k.to_owned(), v.to_owned());
+    }
+    let config = hr_iam_provisioner::config::Config::from_env(|k| m.get(k).cloned()).unwrap();
+    let mut services = hr_iam_provisioner::wiring::services(&env.sdk, &config, true);
+    let dead = aws_sdk_scheduler::config::Builder::from(&env.sdk)
+        .endpoint_url("http://127.0.0.1:9")
+        .build();
+    services.scheduler = Some(hr_iam_provisioner::aws::scheduler::Scheduler::new(
+        aws_sdk_scheduler::Client::from_conf(dead),
+        GROUP.into(),
+    ));
+    let degraded = hr_iam_provisioner::service::Provisioner::new(config, services);
+    let leave = event(
+        "left",
+        "ev-l",
+        now() - Duration::hours(1),
+        "E2005",
+        "ed.fox",
+        &[],
+    );
+    assert_eq!(send(&degraded, "m2", &leave, "E2005").await, ["m2"]);
+    let a = audit_of(&env.logs, "m2");
+    assert_eq!(a["outcome"], "failed", "{a}");
+    assert!(
+        a["reason"]
+            .as_str()
+            .unwrap()
+            .contains("schedules could not be read"),
+        "{a}"
+    );
+    assert!(
+        acts(&a).iter().any(|x| x.starts_with("PutUserPolicy")),
+        "cut off: {a}"
+    );
+    let s = snapshot(&env.sdk, "ed.fox").await;
+    assert_eq!(s.tag("hr:status"), Some("retired"));
+    assert!(!s.login_profile);
+}
