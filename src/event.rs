@@ -1082,6 +1082,37 @@ mod tests {
     }
 
     #[test]
+    fn effective_dates_are_read_or_the_event_is_rejected() {
+        let ev = parse_body(&body(
+            r#"{"employee_id":"E1","email":"a@b.co","start_date":"2026-12-01","end_date":"2027-03-31T18:00:00+02:00"}"#,
+        ))
+        .unwrap();
+        assert_eq!(
+            ev.employee.start_date,
+            Some(EffectiveDate::Day(time::macros::date!(2026 - 12 - 01)))
+        );
+        assert_eq!(
+            ev.employee.end_date.map(|d| d.as_text()).as_deref(),
+            Some("2027-03-31T16:00:00Z")
+        );
+        for (field, bad) in [
+            ("start_date", "2026-02-30"),
+            ("start_date", "next monday"),
+            ("end_date", "2027-03-31T18:00:00"),
+            ("end_date", "31/03/2027"),
+        ] {
+            let r = rejected(&body(&format!(
+                r#"{{"employee_id":"E1","email":"a@b.co","{field}":"{bad}"}}"#
+            )));
+            assert!(
+                r.reason.contains(&format!("employee.{field}")) && r.reason.contains("YYYY-MM-DD"),
+                "{bad}: {}",
+                r.reason
+            );
+        }
+    }
+
+    #[test]
     fn duplicate_keys_are_refused() {
         let b = r#"{"event_id":"a","event_id":"b","event_type":"employee.joined","occurred_at":"2026-11-22T09:00:00Z","employee":{"employee_id":"E1","email":"a@b.co"}}"#;
         assert!(rejected(b).reason.contains("duplicate field"));
