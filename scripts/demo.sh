@@ -85,11 +85,16 @@ EOF
 rules='{"default":{"groups":["staff"],"console":true,"access_key":false},"departments":{"engineering":{"groups":["developers","staff"],"console":true,"access_key":true},"sales":{"groups":["sales"],"console":true,"access_key":false}}}'
 echo "   PROVISIONING_RULES=$rules"
 echo "   LEAVER_ACTION=disable (default), SENDER_EMAIL=it@example.com, account alias acme-demo"
+# Effective dates: schedules in group hr-provisioner deliver to the HR queue. A lead of a
+# week, so that a hire starting next week falls due now and the demo can deliver it.
+sched_env=(SCHEDULE_TARGET_ARN=arn:aws:sqs:us-east-1:123456789012:hr-events.fifo
+           SCHEDULER_ROLE_ARN=arn:aws:iam::123456789012:role/hr-scheduler PROVISION_LEAD=P7D)
+echo "   ${sched_env[*]}"
 env -u AWS_LAMBDA_MAX_CONCURRENCY -u AWS_PROFILE -u AWS_SESSION_TOKEN -u AWS_DEFAULT_REGION \
   AWS_LAMBDA_RUNTIME_API="http://127.0.0.1:$invoke_port/.rt" AWS_LAMBDA_FUNCTION_NAME=_ \
   AWS_LAMBDA_FUNCTION_VERSION=1 AWS_LAMBDA_FUNCTION_MEMORY_SIZE=256 \
   AWS_ENDPOINT_URL="$endpoint" AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \
-  SENDER_EMAIL=it@example.com PROVISIONING_RULES="$rules" RUST_LOG=info \
+  SENDER_EMAIL=it@example.com PROVISIONING_RULES="$rules" RUST_LOG=info "${sched_env[@]}" \
   target/debug/bootstrap >"$dir/function.log" 2>&1 &
 pids+=($!)
 
@@ -119,6 +124,19 @@ step leaver.json \
 step rehire.json \
   "The rehire tags the user twice: once to claim it and clear the retired status (hr:welcome=owed:), once to record the welcome mail (sent:). The deny-all goes, the secret is restored and refilled with fresh credentials."
 
+fire() {
+  "$py" scripts/moto_show.py fire --dir "$dir" --endpoint "$endpoint" --invoke-port "$invoke_port" \
+    --why "$2" "$1"
+}
+step joiner-future-start.json \
+  "A hire entered today who starts next week (start_date 7 days and 2 minutes ahead), with PROVISION_LEAD=P7D: scheduled. Nothing in IAM, Secrets Manager or SES; one one-time schedule, hr-start-E1003, that delivers this joiner at start_date - PROVISION_LEAD to the HR queue (message group E1003), deleted by Scheduler after it ran."
+fire hr-start-E1003 \
+  "moto never fires schedules, so the demo delivers the schedule's stored input itself, as Scheduler does when it falls due: the joiner is applied (its age counts from its due time), the user gets hr:start-date, and the schedule, done, is deleted."
+step contractor.json \
+  "A contractor whose end_date is 2 minutes ahead: the joiner is applied now, and an end schedule, hr-end-E1004, will deliver a leaver built from the record (its own event_id, occurred_at = end_date)."
+fire hr-end-E1004 \
+  "The end date arrives: the scheduled leaver retires the contractor like any leaver (cut off, stripped, secret emptied and scheduled for deletion)."
+
 "$py" scripts/moto_show.py summary --dir "$dir" --endpoint "$endpoint"
 
 # The security team's view: what AWS holds against HR and the rules, from read-only
@@ -133,11 +151,11 @@ audit() {
   fi
 }
 echo
-bold "== 8. the audit of what the demo made (hr-iam-audit --format csv: one finding a row)"
+bold "== 12. the audit of what the demo made (hr-iam-audit --format csv: one finding a row)"
 echo "   Every managed user matches its rule and every key is the stored one: no finding, exit 0."
 audit | sed 's/^/   /'
 echo
-bold "== 9. one change by hand, then the audit again"
+bold "== 13. one change by hand, then the audit again"
 echo "   Someone adds sam.sales to developers by hand: the audit reports it (extra-grant), exit 1."
 "$py" - "$endpoint" <<'EOF'
 import sys, boto3

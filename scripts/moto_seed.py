@@ -54,9 +54,11 @@ def seed(endpoint, sender):
         MinimumPasswordLength=20, RequireSymbols=True, RequireNumbers=True,
         RequireUppercaseCharacters=True, RequireLowercaseCharacters=True)
     iam.create_account_alias(AccountAlias="acme-demo")
+    # The stack creates the schedule group of effective dates; the function never does.
+    boto3.client("scheduler", **kw).create_schedule_group(Name="hr-provisioner")
     boto3.client("sesv2", **kw).create_email_identity(EmailIdentity=sender)
     print(f"seeded {endpoint}: groups developers, staff, sales; sender {sender}; "
-          "password policy; account alias acme-demo")
+          "password policy; account alias acme-demo; schedule group hr-provisioner")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,11 @@
         step shows. DIR holds the function's log (function.log) and the state
         kept between steps.
 
+    moto_show.py fire --dir DIR --endpoint URL --invoke-port PORT --why TEXT SCHEDULE
+        Delivers the input of one pending schedule (moto never fires them), as
+        EventBridge Scheduler would at its time: one FIFO record, message group
+        as the schedule says, body exactly the stored input. Printed like a step.
+
     moto_show.py summary --dir DIR --endpoint URL
         One line per step, then what AWS holds at the end.
 
@@ -46,11 +51,15 @@ import stamp_event  # noqa: E402
 USER_PATH = "/employees/"
 SECRET_PREFIX = "hr-provisioner/"
 KEY_ID = re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b")
+# A scheduled leaver's id derives from its end time (src/schedule.rs).
+END_ID = re.compile(r"\bend-[0-9a-f]{32}\b")
+DUE_AT = re.compile(r'"due_at":"[^"]*"')
+SCHEDULE_GROUP = "hr-provisioner"
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
 
 # Only on a terminal, and not when NO_COLOR is set (https://no-color.org).
 COLOUR = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
-OUTCOME_COLOUR = {"applied": "32", "unchanged": "36", "stale": "33", "planned": "36",
+OUTCOME_COLOUR = {"applied": "32", "unchanged": "36", "stale": "33", "planned": "36", "scheduled": "36",
                   "rejected": "31", "failed": "31"}
 
 
@@ -100,6 +109,7 @@ class Labels:
         return self.times.setdefault(value, f"<t{len(self.times) + 1}>")
 
     def text(self, s):
+        s = END_ID.sub("end-<hash of the record and its end>", s)
         return KEY_ID.sub(lambda m: self.key(m.group(0)), s)
 
     def save(self):
@@ -209,7 +219,32 @@ def snapshot(endpoint, labels):
         if name.startswith(SECRET_PREFIX):
             secrets[name] = secret_state(sm, endpoint, name, labels, key_created)
     mails = moto_data(endpoint).get("ses", {}).get("Message", [])
-    return {"users": users, "secrets": secrets, "mails": len(mails)}, mails
+    return {"users": users, "secrets": secrets, "schedules": schedules(endpoint, labels),
+            "mails": len(mails)}, mails
+
+
+def scheduler(endpoint):
+    return boto3.client("scheduler", endpoint_url=endpoint, region_name="us-east-1",
+                        aws_access_key_id="test", aws_secret_access_key="test")
+
+
+def schedules(endpoint, labels):
+    """The pending schedules of the group: what each delivers, never when exactly."""
+    out = {}
+    sch = scheduler(endpoint)
+    for s in sch.list_schedules(GroupName=SCHEDULE_GROUP).get("Schedules", []):
+        got = sch.get_schedule(GroupName=SCHEDULE_GROUP, Name=s["Name"])
+        target = got["Target"]
+        ev = json.loads(target.get("Input") or "{}")
+        joiner = ev.get("event_type") == "employee.joined"
+        out[s["Name"]] = {
+            "expression": "at(<due_at>)" if got["ScheduleExpression"].startswith("at(") else got["ScheduleExpression"],
+            "delivers": labels.text(f"{ev.get('event_type')} {ev.get('event_id')} to {target['Arn'].rsplit(':', 1)[-1]}"),
+            "due_at": "start_date - PROVISION_LEAD" if joiner else "end_date",
+            "message group": (target.get("SqsParameters") or {}).get("MessageGroupId", "(none)"),
+            "after completion": got.get("ActionAfterCompletion") or "(none)",
+        }
+    return out
 
 
 # ---------------------------------------------------------------------------
@@ -254,7 +289,7 @@ def describe_change(kind, name, old, new, out):
 
 def diff(old, new):
     out = []
-    for kind, plural in (("user", "users"), ("secret", "secrets")):
+    for kind, plural in (("user", "users"), ("secret", "secrets"), ("schedule", "schedules")):
         o, n = old.get(plural, {}), new.get(plural, {})
         for name in sorted(set(o) | set(n)):
             if name not in n or n[name] is None:
@@ -276,6 +311,7 @@ def mail_text(m):
 def show_audit_line(raw, labels):
     """The audit line as the function wrote it; only its timestamp and key ids replaced."""
     line = re.sub(r'"timestamp":"[^"]*"', '"timestamp":"<now>"', raw.strip())
+    line = DUE_AT.sub('"due_at":"<due_at>"', line)
     line = labels.text(line)
     outcome = json.loads(raw[raw.index("{"):]).get("outcome")
     needle = f'"outcome":"{outcome}"'
@@ -311,7 +347,24 @@ def read_new_log(path, offset, records, timeout=15.0):
         time.sleep(0.05)
 
 
-def step(a):
+def fire(a):
+    """One pending schedule's input, delivered as Scheduler would (not stamped)."""
+    got = scheduler(a.endpoint).get_schedule(GroupName=SCHEDULE_GROUP, Name=a.schedule)
+    target = got["Target"]
+    group = (target.get("SqsParameters") or {}).get("MessageGroupId", "")
+    record = {
+        "messageId": f"msg-{a.schedule}", "receiptHandle": f"AQEBmsg-{a.schedule}", "body": target["Input"],
+        "attributes": {"ApproximateReceiveCount": "1", "SenderId": "AROASCHEDULER",
+                       "MessageGroupId": group, "SequenceNumber": "1"},
+        "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
+        "eventSourceARN": target["Arn"], "awsRegion": "us-east-1"}
+    a.event_file = os.path.join(a.dir, f"{a.schedule}.json")
+    with open(a.event_file, "w") as f:
+        json.dump({"Records": [record]}, f, indent=2)
+    return step(a, stamp=False, title=f"{a.schedule} fires (its input delivered)")
+
+
+def step(a, stamp=True, title=None):
     state_path = os.path.join(a.dir, "snapshot.json")
     labels = Labels(os.path.join(a.dir, "placeholders.json"))
     with open(a.event_file) as f:
@@ -320,15 +373,17 @@ def step(a):
     n = len([1 for _ in open(os.path.join(a.dir, "steps.jsonl"))]) + 1 if os.path.exists(
         os.path.join(a.dir, "steps.jsonl")) else 1
 
-    # The event(s), stamped with the current time.
+    # The event(s), stamped with the current time (a schedule's input is delivered
+    # as stored).
     clock = stamp_event.Clock(os.path.join(a.dir, "stamps.json"))
-    stamp_log = []
-    stamp_event.stamp_file(data, clock, stamp_log)
-    clock.save()
+    if stamp:
+        stamp_log = []
+        stamp_event.stamp_file(data, clock, stamp_log)
+        clock.save()
     stamped = os.path.join(a.dir, f"step{n}-{os.path.basename(a.event_file)}")
     with open(stamped, "w") as f:
         json.dump(data, f, indent=2)
-    name = os.path.basename(a.event_file)
+    name = title or os.path.basename(a.event_file)
     print(paint(f"\n== {n}. {name}", "1"))
     print(f"   {a.why}")
     for i, r in enumerate(records):
@@ -337,8 +392,14 @@ def step(a):
             ev = ev.get("detail") or (json.loads(ev["Message"]) if "Message" in ev else ev)
             emp = ev.get("employee", {})
             what = f"{ev.get('event_type')} {emp.get('employee_id')} ({emp.get('department') or 'no department'})"
-            stamp = labels.stamp(clock.stamps[ev["event_id"]]) if ev.get("event_id") in clock.stamps else "-"
-            what += f", event_id {ev.get('event_id')}, occurred_at {stamp}"
+            if ev.get("event_id") in clock.stamps:
+                stamp = labels.stamp(clock.stamps[ev["event_id"]])
+            else:
+                stamp = labels.time(ev["occurred_at"]) if "occurred_at" in ev else "-"
+            what += f", event_id {labels.text(str(ev.get('event_id')))}, occurred_at {stamp}"
+            dates = [f"{k} {labels.time(emp[k])}" for k in ("start_date", "end_date") if emp.get(k)]
+            if dates:
+                what += ", " + ", ".join(dates)
         except (ValueError, KeyError, TypeError, AttributeError):
             what = "a body that is not a valid event"
         print(f"   record {r.get('messageId')}: {what}")
@@ -390,7 +451,7 @@ def step(a):
     with open(state_path, "w") as f:
         json.dump(after, f)
     with open(os.path.join(a.dir, "steps.jsonl"), "a") as f:
-        f.write(json.dumps({"file": name, "outcomes": outcomes, "actions": actions,
+        f.write(json.dumps({"file": (title.split(" ")[0] + " fired") if title else name, "outcomes": outcomes, "actions": actions,
                             "failures": [x["itemIdentifier"] for x in answer.get("batchItemFailures", [])],
                             "mails": len(new_mails)}) + "\n")
     labels.save()
@@ -445,16 +506,16 @@ def show_users(endpoint, users):
 
 
 def main(argv):
-    if argv and argv[0] in ("step", "summary"):
+    if argv and argv[0] in ("step", "fire", "summary"):
         p = argparse.ArgumentParser(prog="moto_show.py " + argv[0])
         p.add_argument("--dir", required=True)
         p.add_argument("--endpoint", required=True)
-        if argv[0] == "step":
+        if argv[0] in ("step", "fire"):
             p.add_argument("--invoke-port", required=True)
             p.add_argument("--why", required=True)
-            p.add_argument("event_file")
+            p.add_argument("schedule" if argv[0] == "fire" else "event_file")
         a = p.parse_args(argv[1:])
-        return step(a) if argv[0] == "step" else summary(a)
+        return {"step": step, "fire": fire, "summary": summary}[argv[0]](a)
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)
         return 0

@@ -20,6 +20,9 @@ Bodies are re-serialised key by key in their original order, repeated keys
 included, so an invalid sample stays exactly as invalid; a body or Message that
 is not JSON, and an occurred_at that is not an RFC 3339 timestamp, are left as
 they are. A sample meant to be rejected for its time window must not be stamped.
+An employee's start_date/end_date given as an RFC 3339 instant moves with its
+occurred_at (same distance after it: "starts a week after HR entered it"); a
+date-only value is left as it is.
 Prints one line per stamped event to stderr.
 """
 
@@ -113,6 +116,8 @@ def restamp(obj, clock, fallback_key, log):
     for k, v in obj:
         if k == "occurred_at" and new_time:
             v = new_time
+        elif k == "employee" and new_time and isinstance(v, Obj):
+            v = shift_dates(v, occurred, new_time)
         elif k == "detail" and isinstance(v, Obj):
             v = restamp(v, clock, fallback_key + "/detail", log)
             t = v.get("occurred_at")
@@ -128,6 +133,19 @@ def restamp(obj, clock, fallback_key, log):
     if detail_time:
         # An EventBridge event's own time follows its detail.
         out = Obj((k, detail_time if k == "time" and isinstance(v, str) else v) for k, v in out)
+    return out
+
+
+def shift_dates(employee, old, new):
+    """The employee's RFC 3339 start_date/end_date, moved by new - old."""
+    def when(s):
+        return dt.datetime.fromisoformat(s.replace("Z", "+00:00").replace("z", "+00:00"))
+    delta = when(new) - when(old)
+    out = Obj()
+    for k, v in employee:
+        if k in ("start_date", "end_date") and isinstance(v, str) and RFC3339.match(v):
+            v = (when(v) + delta).astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        out.append((k, v))
     return out
 
 

@@ -8,6 +8,7 @@ use futures::future::try_join_all;
 use crate::aws::iam::Iam;
 use crate::aws::kms::Kms;
 use crate::aws::mail::{compose, Mailer};
+use crate::aws::scheduler::Scheduler;
 use crate::aws::secrets::Secrets;
 use crate::aws::{AwsError, Budget, ErrorKind, Retry};
 use crate::config::Config;
@@ -24,6 +25,8 @@ pub struct Services {
     pub mailer: Mailer,
     /// Only to resolve KMS aliases (whose key encrypts a secret).
     pub kms: Kms,
+    /// Only with `SCHEDULE_TARGET_ARN` set: without it no schedule can exist.
+    pub scheduler: Option<Scheduler>,
 }
 
 /// A hook for fault-injection tests: called after each change is made; `true`

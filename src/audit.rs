@@ -16,16 +16,19 @@ pub enum Outcome {
     Rejected,
     Failed,
     Planned,
+    /// Takes effect later: a schedule will deliver it (contract section 9).
+    Scheduled,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 6] = [
+    pub const ALL: [Outcome; 7] = [
         Outcome::Applied,
         Outcome::Unchanged,
         Outcome::Stale,
         Outcome::Rejected,
         Outcome::Failed,
         Outcome::Planned,
+        Outcome::Scheduled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -36,6 +39,7 @@ impl Outcome {
             Outcome::Rejected => "rejected",
             Outcome::Failed => "failed",
             Outcome::Planned => "planned",
+            Outcome::Scheduled => "scheduled",
         }
     }
 
@@ -69,6 +73,9 @@ pub struct AuditLine {
     pub users: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dry_run: Option<bool>,
+    /// For `scheduled` (and a dry run of one): when the record takes effect.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub due_at: Option<String>,
 }
 
 /// Reasons that are stable codes: alarms and people search for them.
@@ -171,7 +178,7 @@ mod tests {
                 .as_array()
                 .unwrap()
                 .len(),
-            6
+            7
         );
     }
 }

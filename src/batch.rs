@@ -383,6 +383,7 @@ fn audit_line(r: &Record, report: &Report, log: &ActionLog, dry_run: bool) -> Au
             Vec::new()
         },
         dry_run: dry_run.then_some(true),
+        due_at: report.due_at.map(crate::event::format_utc),
     }
 }
 

@@ -38,6 +38,123 @@ pub struct Config {
     pub key_max_age_days: i64,
     /// Audit: a console user without MFA this long after creation is a finding.
     pub mfa_grace_days: i64,
+    /// Effective dates (contract section 9).
+    pub schedule: ScheduleConfig,
+}
+
+/// Effective dates: where the one-time schedules live and deliver, and how
+/// dates are read. Target and role are both set or both unset.
+#[derive(Debug, Clone)]
+pub struct ScheduleConfig {
+    /// `SCHEDULE_GROUP`: the stack creates it; the function never does.
+    pub group: String,
+    /// `SCHEDULE_TARGET_ARN`: the queue the schedules deliver to.
+    pub target_arn: Option<String>,
+    /// `SCHEDULER_ROLE_ARN`: the role EventBridge Scheduler assumes to send.
+    pub role_arn: Option<String>,
+    /// `PROVISION_LEAD`: how long before `start_date` the account is made.
+    pub lead: jiff::Span,
+    /// `HR_TIME_ZONE`: the zone a date-only value is read in.
+    pub time_zone: jiff::tz::TimeZone,
+    pub time_zone_name: String,
+}
+
+impl ScheduleConfig {
+    /// Target and role, when both are configured.
+    pub fn target(&self) -> Option<(&str, &str)> {
+        self.target_arn.as_deref().zip(self.role_arn.as_deref())
+    }
+}
+
+/// Scheduler's name rule, which the group shares: 1-64 of `[0-9a-zA-Z-_.]`.
+pub fn is_schedule_name(v: &str) -> bool {
+    (1..=64).contains(&v.len())
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
+fn schedule_config(var: &dyn Fn(&str) -> Option<String>) -> Result<ScheduleConfig, ConfigError> {
+    let group = var("SCHEDULE_GROUP").unwrap_or_else(|| "hr-provisioner".into());
+    if !is_schedule_name(&group) {
+        return Err(err(
+            "SCHEDULE_GROUP",
+            format!("{group:?}: expected 1-64 characters of A-Za-z0-9-_."),
+        ));
+    }
+    let target_arn = var("SCHEDULE_TARGET_ARN");
+    if let Some(a) = &target_arn {
+        if !(a.starts_with("arn:aws") && a.contains(":sqs:") && a.split(':').count() == 6) {
+            return Err(err(
+                "SCHEDULE_TARGET_ARN",
+                format!("{a:?} is not an SQS queue ARN"),
+            ));
+        }
+    }
+    let role_arn = var("SCHEDULER_ROLE_ARN");
+    if let Some(a) = &role_arn {
+        if !(a.starts_with("arn:aws") && a.contains(":iam::") && a.contains(":role/")) {
+            return Err(err(
+                "SCHEDULER_ROLE_ARN",
+                format!("{a:?} is not an IAM role ARN"),
+            ));
+        }
+    }
+    match (&target_arn, &role_arn) {
+        (Some(_), None) => {
+            return Err(err(
+                "SCHEDULER_ROLE_ARN",
+                "is required when SCHEDULE_TARGET_ARN is set (the role Scheduler sends with)",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(err(
+                "SCHEDULE_TARGET_ARN",
+                "is required when SCHEDULER_ROLE_ARN is set (the queue schedules deliver to)",
+            ))
+        }
+        _ => {}
+    }
+    let lead_text = var("PROVISION_LEAD").unwrap_or_else(|| "P1D".into());
+    let lead = parse_lead(lead_text.trim()).map_err(|p| err("PROVISION_LEAD", p))?;
+    let time_zone_name = var("HR_TIME_ZONE").unwrap_or_else(|| "UTC".into());
+    // The compiled-in database, never the machine's: a date means the same
+    // instant on Lambda, in CI and on a laptop.
+    let time_zone = jiff::tz::TimeZoneDatabase::bundled()
+        .get(time_zone_name.trim())
+        .map_err(|_| {
+            err(
+                "HR_TIME_ZONE",
+                format!("{time_zone_name:?} is not an IANA time zone (e.g. Europe/Berlin)"),
+            )
+        })?;
+    Ok(ScheduleConfig {
+        group,
+        target_arn,
+        role_arn,
+        lead,
+        time_zone,
+        time_zone_name: time_zone_name.trim().to_owned(),
+    })
+}
+
+/// An ISO 8601 duration (`P1D`, `PT12H`, `P1DT6H`): not negative, at most 90 days
+/// (a lead longer than that would make accounts long before anyone needs them).
+fn parse_lead(v: &str) -> Result<jiff::Span, String> {
+    let bad = || format!("{v:?}: expected an ISO 8601 duration from PT0S to P90D, such as P1D");
+    // jiff also reads its "friendly" form (`1 day`); the variable is ISO 8601 only.
+    if !v.starts_with('P') {
+        return Err(bad());
+    }
+    let span: jiff::Span = v.parse().map_err(|_| bad())?;
+    let reference = jiff::civil::date(2026, 1, 1)
+        .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+        .map_err(|_| bad())?;
+    let end = reference.checked_add(span).map_err(|_| bad())?;
+    let secs = end.timestamp().as_second() - reference.timestamp().as_second();
+    if span.signum() < 0 || secs > 90 * 86_400 {
+        return Err(bad());
+    }
+    Ok(span)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -224,7 +341,10 @@ impl Config {
             })?,
         };
 
+        let schedule = schedule_config(&var)?;
+
         Ok(Config {
+            schedule,
             user_path,
             rules,
             boundary_arn,
@@ -302,6 +422,64 @@ mod tests {
         assert_eq!(c.template_path, "/templates/");
         assert!(c.deny_policy_arn.is_none());
         assert_eq!((c.key_max_age_days, c.mfa_grace_days), (90, 7));
+        assert_eq!(c.schedule.group, "hr-provisioner");
+        assert!(c.schedule.target().is_none());
+        assert_eq!(c.schedule.lead.get_days(), 1);
+        assert_eq!(c.schedule.time_zone_name, "UTC");
+    }
+
+    #[test]
+    fn schedule_settings_are_validated_and_named() {
+        let c = cfg(&[
+            ("SCHEDULE_GROUP", "hr-dates"),
+            (
+                "SCHEDULE_TARGET_ARN",
+                "arn:aws:sqs:eu-west-1:123456789012:hr.fifo",
+            ),
+            (
+                "SCHEDULER_ROLE_ARN",
+                "arn:aws:iam::123456789012:role/hr-scheduler",
+            ),
+            ("PROVISION_LEAD", "PT12H"),
+            ("HR_TIME_ZONE", "Europe/Berlin"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.schedule.target(),
+            Some((
+                "arn:aws:sqs:eu-west-1:123456789012:hr.fifo",
+                "arn:aws:iam::123456789012:role/hr-scheduler"
+            ))
+        );
+        assert_eq!(c.schedule.lead.get_hours(), 12);
+        assert_eq!(c.schedule.time_zone.iana_name(), Some("Europe/Berlin"));
+        let sqs = (
+            "SCHEDULE_TARGET_ARN",
+            "arn:aws:sqs:eu-west-1:123456789012:hr.fifo",
+        );
+        let role = ("SCHEDULER_ROLE_ARN", "arn:aws:iam::123456789012:role/r");
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("SCHEDULE_GROUP", "a/b")], "SCHEDULE_GROUP"),
+            (&[("SCHEDULE_GROUP", &"g".repeat(65))], "SCHEDULE_GROUP"),
+            (&[sqs], "SCHEDULER_ROLE_ARN"),
+            (&[role], "SCHEDULE_TARGET_ARN"),
+            (
+                &[("SCHEDULE_TARGET_ARN", "arn:aws:sns:eu-west-1:1:t"), role],
+                "SCHEDULE_TARGET_ARN",
+            ),
+            (
+                &[sqs, ("SCHEDULER_ROLE_ARN", "hr-scheduler")],
+                "SCHEDULER_ROLE_ARN",
+            ),
+            (&[("PROVISION_LEAD", "1 day")], "PROVISION_LEAD"),
+            (&[("PROVISION_LEAD", "-P1D")], "PROVISION_LEAD"),
+            (&[("PROVISION_LEAD", "P91D")], "PROVISION_LEAD"),
+            (&[("HR_TIME_ZONE", "Mars/Olympus")], "HR_TIME_ZONE"),
+        ];
+        for (pairs, var) in cases {
+            let e = cfg(pairs).unwrap_err();
+            assert_eq!(e.variable, *var, "{pairs:?}: {e}");
+        }
     }
 
     #[test]

@@ -63,6 +63,72 @@ pub struct HrEvent {
     pub occurred_at: OffsetDateTime,
     pub employee: Employee,
     pub user_name: String,
+    /// Set when the event was delivered by one of the function's own schedules
+    /// (contract section 9): when it fell due and which record scheduled it.
+    pub schedule: Option<Fired>,
+}
+
+/// An effective date as HR sent it: an instant, or a calendar day whose instant
+/// (00:00 for a start, 24:00 for an end) depends on `HR_TIME_ZONE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EffectiveDate {
+    At(OffsetDateTime),
+    Day(time::Date),
+}
+
+impl EffectiveDate {
+    /// RFC 3339 date-time (any offset) or `YYYY-MM-DD`.
+    pub fn parse(s: &str) -> Option<EffectiveDate> {
+        if let Some(t) = parse_rfc3339(s) {
+            return Some(EffectiveDate::At(t));
+        }
+        let fmt = time::macros::format_description!("[year]-[month]-[day]");
+        (s.len() == 10)
+            .then(|| time::Date::parse(s, &fmt).ok())
+            .flatten()
+            .map(EffectiveDate::Day)
+    }
+
+    /// As the event and the `hr:start-date`/`hr:end-date` tags carry it: the day
+    /// as given, or the instant in UTC.
+    pub fn as_text(&self) -> String {
+        match self {
+            EffectiveDate::At(t) => format_utc(*t),
+            EffectiveDate::Day(d) => {
+                format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+            }
+        }
+    }
+}
+
+/// The place of an event in one employee's stream (contract section 5):
+/// `(occurred_at, rank, event_id)`, a leaver ranking after a joiner or mover of
+/// the same instant.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct EventKey {
+    pub occurred_at: OffsetDateTime,
+    pub rank: u8,
+    pub event_id: String,
+}
+
+impl EventKey {
+    pub fn new(occurred_at: OffsetDateTime, event_type: EventType, event_id: &str) -> Self {
+        EventKey {
+            occurred_at,
+            rank: u8::from(event_type == EventType::Left),
+            event_id: event_id.to_owned(),
+        }
+    }
+}
+
+/// What a scheduled delivery carries beside the event: its due time (from which
+/// its age is counted) and the record that scheduled it (its place in the
+/// employee's stream: a schedule older than the newest event is never acted on).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fired {
+    pub due_at: OffsetDateTime,
+    pub by: EventKey,
+    pub by_type: EventType,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -73,9 +139,18 @@ pub struct Employee {
     pub last_name: Option<String>,
     pub department: Option<String>,
     pub manager_email: Option<String>,
+    /// Contract section 9: on a joiner, the first moment of access.
+    pub start_date: Option<EffectiveDate>,
+    /// Contract section 9: on any event, the last moment of access.
+    pub end_date: Option<EffectiveDate>,
 }
 
 impl HrEvent {
+    /// The event's place in its employee's stream.
+    pub fn key(&self) -> EventKey {
+        EventKey::new(self.occurred_at, self.event_type, &self.event_id)
+    }
+
     /// `occurred_at` as stored in the `hr:last-event-at` tag (RFC 3339, UTC, `Z`).
     pub fn occurred_at_tag(&self) -> String {
         format_utc(self.occurred_at)
@@ -131,6 +206,18 @@ struct RawEvent {
     event_type: String,
     occurred_at: String,
     employee: RawEmployee,
+    #[serde(default)]
+    schedule: Option<RawFired>,
+}
+
+/// The `schedule` object of a scheduled delivery (written by src/schedule.rs).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFired {
+    due_at: String,
+    by_event_id: String,
+    by_event_type: String,
+    by_occurred_at: String,
 }
 
 #[derive(Deserialize)]
@@ -148,6 +235,10 @@ struct RawEmployee {
     department: Option<String>,
     #[serde(default)]
     manager_email: Option<String>,
+    #[serde(default)]
+    start_date: Option<String>,
+    #[serde(default)]
+    end_date: Option<String>,
 }
 
 /// Parses one SQS message body: bare JSON, an SNS notification or an EventBridge event.
@@ -375,13 +466,34 @@ fn hidden_text(v: &Value, at: &str) -> Option<(String, &'static str)> {
 /// The time window of contract section 1: a timestamp from the future would make
 /// every later event stale (a user immune to offboarding); one older than
 /// `max_age_days` may predate a deleted user's tombstone.
+///
+/// A scheduled delivery is applied as if it had arrived when it fell due: its
+/// age counts from `schedule.due_at` (a hire entered 20 days ago and starting
+/// today is young), and a due time in the future is refused like a timestamp.
 pub fn check_window(ev: &HrEvent, now: OffsetDateTime, max_age_days: i64) -> Result<(), String> {
-    if ev.occurred_at > now + time::Duration::minutes(5) {
+    let skew = time::Duration::minutes(5);
+    if ev.occurred_at > now + skew {
         return Err(format!(
             "occurred_at {} is in the future (more than 5 minutes after {})",
             ev.occurred_at_tag(),
             format_utc(now)
         ));
+    }
+    if let Some(f) = &ev.schedule {
+        if f.due_at > now + skew {
+            return Err(format!(
+                "schedule.due_at {} is in the future (more than 5 minutes after {})",
+                format_utc(f.due_at),
+                format_utc(now)
+            ));
+        }
+        if f.due_at < now - time::Duration::days(max_age_days) {
+            return Err(format!(
+                "schedule.due_at {} is older than MAX_EVENT_AGE_DAYS ({max_age_days} days)",
+                format_utc(f.due_at)
+            ));
+        }
+        return Ok(());
     }
     if ev.occurred_at < now - time::Duration::days(max_age_days) {
         return Err(format!(
@@ -430,6 +542,7 @@ fn validate(raw: RawEvent) -> Result<HrEvent, Rejection> {
         event_type,
         occurred_at,
         employee: e,
+        schedule,
     } = raw;
     check_id("event_id", &event_id)?;
     check_id("employee.employee_id", &e.employee_id)?;
@@ -471,11 +584,24 @@ fn validate(raw: RawEvent) -> Result<HrEvent, Rejection> {
         }
     }
     let user_name = user_name(e.username.as_deref(), e.email.as_deref())?;
+    let date = |field: &str, v: &Option<String>| match v {
+        None => Ok(None),
+        Some(s) => EffectiveDate::parse(s).map(Some).ok_or_else(|| {
+            Rejection::new(format!(
+                "{field} {:?} is neither an RFC 3339 date-time nor a date (YYYY-MM-DD)",
+                truncate(s)
+            ))
+        }),
+    };
+    let start_date = date("employee.start_date", &e.start_date)?;
+    let end_date = date("employee.end_date", &e.end_date)?;
+    let schedule = schedule.map(validate_fired).transpose()?;
     Ok(HrEvent {
         event_id,
         event_type,
         occurred_at,
         user_name,
+        schedule,
         employee: Employee {
             employee_id: e.employee_id,
             email: e.email,
@@ -483,7 +609,39 @@ fn validate(raw: RawEvent) -> Result<HrEvent, Rejection> {
             last_name: e.last_name,
             department: e.department,
             manager_email: e.manager_email,
+            start_date,
+            end_date,
         },
+    })
+}
+
+fn validate_fired(f: RawFired) -> Result<Fired, Rejection> {
+    let time = |field: &str, v: &str| {
+        parse_rfc3339(v).ok_or_else(|| {
+            Rejection::new(format!(
+                "{field} {:?} is not an RFC 3339 timestamp",
+                truncate(v)
+            ))
+        })
+    };
+    let due_at = time("schedule.due_at", &f.due_at)?;
+    let by_occurred_at = time("schedule.by_occurred_at", &f.by_occurred_at)?;
+    check_id("schedule.by_event_id", &f.by_event_id)?;
+    let by_type = match f.by_event_type.as_str() {
+        "employee.joined" => EventType::Joined,
+        "employee.changed" => EventType::Changed,
+        "employee.left" => EventType::Left,
+        other => {
+            return Err(Rejection::new(format!(
+                "schedule.by_event_type {:?} is not an event type",
+                truncate(other)
+            )))
+        }
+    };
+    Ok(Fired {
+        due_at,
+        by: EventKey::new(by_occurred_at, by_type, &f.by_event_id),
+        by_type,
     })
 }
 
@@ -948,6 +1106,37 @@ mod tests {
         )
         .unwrap_err();
         assert!(old.contains("MAX_EVENT_AGE_DAYS"), "{old}");
+    }
+
+    #[test]
+    fn effective_dates_are_read_or_the_event_is_rejected() {
+        let ev = parse_body(&body(
+            r#"{"employee_id":"E1","email":"a@b.co","start_date":"2026-12-01","end_date":"2027-03-31T18:00:00+02:00"}"#,
+        ))
+        .unwrap();
+        assert_eq!(
+            ev.employee.start_date,
+            Some(EffectiveDate::Day(time::macros::date!(2026 - 12 - 01)))
+        );
+        assert_eq!(
+            ev.employee.end_date.map(|d| d.as_text()).as_deref(),
+            Some("2027-03-31T16:00:00Z")
+        );
+        for (field, bad) in [
+            ("start_date", "2026-02-30"),
+            ("start_date", "next monday"),
+            ("end_date", "2027-03-31T18:00:00"),
+            ("end_date", "31/03/2027"),
+        ] {
+            let r = rejected(&body(&format!(
+                r#"{{"employee_id":"E1","email":"a@b.co","{field}":"{bad}"}}"#
+            )));
+            assert!(
+                r.reason.contains(&format!("employee.{field}")) && r.reason.contains("YYYY-MM-DD"),
+                "{bad}: {}",
+                r.reason
+            );
+        }
     }
 
     #[test]

@@ -600,15 +600,18 @@ pub fn tag_safe(v: &str) -> bool {
 
 /// The HR record's optional fields, as user tags (extensions): they follow the
 /// record, so one that is absent (or not taggable) is removed.
-fn record_tags(ev: &HrEvent) -> [(&'static str, Option<&String>); 3] {
+fn record_tags(ev: &HrEvent) -> [(&'static str, Option<String>); 5] {
     let e = &ev.employee;
-    fn ok(v: &Option<String>) -> Option<&String> {
-        v.as_ref().filter(|v| tag_safe(v))
+    fn ok(v: &Option<String>) -> Option<String> {
+        v.as_ref().filter(|v| tag_safe(v)).cloned()
     }
     [
         (TAG_EMAIL, ok(&e.email)),
         (TAG_DEPARTMENT, ok(&e.department)),
         (TAG_MANAGER_EMAIL, ok(&e.manager_email)),
+        // Effective dates as HR sent them (a date, or an instant in UTC).
+        (TAG_START_DATE, e.start_date.map(|d| d.as_text())),
+        (TAG_END_DATE, e.end_date.map(|d| d.as_text())),
     ]
 }
 
@@ -634,7 +637,7 @@ pub fn desired_tags(ev: &HrEvent, status: &str) -> Vec<(String, String)> {
     if ev.event_type != EventType::Left {
         for (k, v) in record_tags(ev) {
             if let Some(v) = v {
-                tags.push((k.to_owned(), v.clone()));
+                tags.push((k.to_owned(), v));
             }
         }
     }
@@ -655,6 +658,15 @@ pub fn secret_tags(
     // The id survives a rename: a leaver whose name finds nothing looks it up.
     if !user_id.is_empty() {
         tags.push((TAG_USER_ID.to_owned(), user_id.to_owned()));
+    }
+    // The effective dates, like the user's (contract section 9).
+    for (k, d) in [
+        (TAG_START_DATE, &ev.employee.start_date),
+        (TAG_END_DATE, &ev.employee.end_date),
+    ] {
+        if let (Some(d), false) = (d, ev.event_type == EventType::Left) {
+            tags.push((k.to_owned(), d.as_text()));
+        }
     }
     if let Some((id, created)) = key {
         tags.push((TAG_ACCESS_KEY_ID.to_owned(), id.to_owned()));

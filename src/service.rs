@@ -17,6 +17,7 @@ use crate::plan::{
     foreign_secret, key_created, last_event, plan, Context, Cred, Granted, Step, Verdict,
 };
 use crate::rules::Rule;
+use crate::schedule::{Decision, SchedStep};
 use crate::state::{
     Attachments, Lookup, SecretDoc, SecretMeta, SecretState, SecretView, UserState, MANAGED_BY,
     STATUS_ACTIVE, STATUS_DELETED, TAG_EMPLOYEE_ID, TAG_MANAGED_BY, TAG_STATUS, TAG_USER_ID,
@@ -52,6 +53,13 @@ pub struct Report {
     pub user_name: Option<String>,
     /// Every user acted on, when a leaver retired more than one.
     pub users: Vec<String>,
+    /// For `scheduled`: when the record takes effect.
+    pub due_at: Option<time::OffsetDateTime>,
+    /// Schedule steps still to apply once the record is applied (src/dates.rs).
+    pub after: Vec<SchedStep>,
+    /// A leaver's schedules could not be read: it was applied without them, and
+    /// fails afterwards so that SQS retries the schedule part.
+    pub schedules_unread: Option<String>,
 }
 
 impl Report {
@@ -62,6 +70,9 @@ impl Report {
             planned: Vec::new(),
             user_name: None,
             users: Vec::new(),
+            due_at: None,
+            after: Vec::new(),
+            schedules_unread: None,
         }
     }
 }
@@ -408,10 +419,36 @@ impl Provisioner {
     ) -> Report {
         // Boxed: the state machine of a record is large, and test threads have small
         // stacks.
-        match Box::pin(self.converge(ev, function_arn, b, log)).await {
+        let mut report = match Box::pin(self.converge(ev, function_arn, b, log)).await {
             Ok(r) => r,
-            Err(e) => Report::new(Outcome::Failed, Some(e.to_string())),
+            Err(e) => return Report::new(Outcome::Failed, Some(e.to_string())),
+        };
+        // Effective dates: the schedules the record leaves are written once the
+        // record itself is in effect (a crash before then redoes them).
+        let after = std::mem::take(&mut report.after);
+        if report.outcome == Outcome::Planned {
+            report.planned.extend(after.iter().map(ToString::to_string));
+        } else if matches!(report.outcome, Outcome::Applied | Outcome::Unchanged)
+            && !after.is_empty()
+        {
+            match crate::dates::apply(&self.services, &after, &b, log, self.faults.as_deref()).await
+            {
+                Ok(()) => report.outcome = Outcome::Applied,
+                Err(e) => return Report::new(Outcome::Failed, Some(e.to_string())),
+            }
+            report.reason = None;
         }
+        if let (Some(why), Outcome::Applied | Outcome::Unchanged) =
+            (report.schedules_unread.take(), report.outcome)
+        {
+            return Report::new(
+                Outcome::Failed,
+                Some(format!(
+                    "applied, but its schedules could not be read: {why}"
+                )),
+            );
+        }
+        report
     }
 
     async fn converge(
@@ -437,10 +474,12 @@ impl Provisioner {
             Ok::<_, AwsError>((url, rules))
         };
         let own_secret = self.config.secret_name(&ev.user_name);
-        let ((signin_url, rules), first, others) = futures::try_join!(
+        // The employee's pending schedules (effective dates) are read alongside.
+        let ((signin_url, rules), first, others, pending) = futures::try_join!(
             Box::pin(per_container),
             Box::pin(self.read(ev, &own_secret, ReadDepth::Joiner, &b)),
-            Box::pin(self.others(ev, &b))
+            Box::pin(self.others(ev, &b)),
+            Box::pin(crate::dates::read_pending(&self.services, ev, &b))
         )?;
         let (rule, granted) = match rules {
             Ok(r) => r,
@@ -496,18 +535,58 @@ impl Provisioner {
                 (ev.clone(), own_secret, first)
             }
         };
+        let kms_key = self.kms_key(&b).await?;
+        // Effective dates (src/schedule.rs): the record may take effect later, be
+        // older than a pending schedule, or leave schedules to write afterwards.
+        let known = crate::dates::known(&ev_for, &self.config, kms_key, &first.0);
+        let (after, act_as) = match crate::schedule::decide(
+            &ev_for,
+            crate::dates::now(),
+            &self.config.schedule,
+            &pending,
+            &known,
+        ) {
+            Decision::Stale(why) => return Ok(Report::new(Outcome::Stale, Some(why))),
+            Decision::Rejected(why) => return Ok(Report::new(Outcome::Rejected, Some(why))),
+            Decision::Scheduled { steps, due_at } => {
+                return self.scheduled(steps, due_at, &b, log).await;
+            }
+            Decision::Proceed { steps, act_as } => (steps, act_as),
+        };
+        let ev_for = act_as.unwrap_or(ev_for);
         let cx = Context {
             config: &self.config,
             rule: &rule,
             granted: &granted,
             signin_url,
             now: OffsetDateTime::now_utc(),
-            kms_key: self.kms_key(&b).await?,
+            kms_key,
         };
         let acted_on = (ev_for.user_name != ev.user_name).then(|| ev_for.user_name.clone());
         let mut report = Box::pin(self.rounds(&ev_for, &secret_name, &cx, Some(first), ReadDepth::Joiner, &b, log)).await?;
         report.user_name = acted_on;
+        report.after = after;
         Ok(report)
+    }
+
+    /// A record that takes effect later: only its schedules are written now.
+    async fn scheduled(
+        &self,
+        steps: Vec<SchedStep>,
+        due_at: OffsetDateTime,
+        b: &Budget,
+        log: &ActionLog,
+    ) -> Result<Report, ApplyError> {
+        if self.config.dry_run {
+            let mut r = Report::new(Outcome::Planned, None);
+            r.due_at = Some(due_at);
+            r.planned = steps.iter().map(ToString::to_string).collect();
+            return Ok(r);
+        }
+        crate::dates::apply(&self.services, &steps, b, log, self.faults.as_deref()).await?;
+        let mut r = Report::new(Outcome::Scheduled, None);
+        r.due_at = Some(due_at);
+        Ok(r)
     }
 
     /// A joiner for which no user exists, checked against the tombstones of this
@@ -540,6 +619,58 @@ impl Provisioner {
         b: Budget,
         log: &ActionLog,
     ) -> Result<Report, ApplyError> {
+        let depth = if self.config.dry_run {
+            ReadDepth::Leaver
+        } else {
+            ReadDepth::Cutoff
+        };
+        let own_secret = self.config.secret_name(&ev.user_name);
+        // The name rule's user first, from IAM alone; its cut-off is applied before
+        // any other read, and before Secrets Manager can fail the record. The
+        // employee's schedules are read alongside; unreadable, they do not hold
+        // up the cut-off: the leaver is applied, then fails for a retry.
+        let (first, pending) = futures::join!(
+            Box::pin(self.read(ev, &own_secret, depth, &b)),
+            Box::pin(crate::dates::read_pending(&self.services, ev, &b))
+        );
+        let first = first?;
+        let (pending, schedules_unread) = match pending {
+            Ok(p) => (p, None),
+            Err(e) if !self.config.dry_run => {
+                tracing::warn!(event_id = %ev.event_id, user_name = %ev.user_name, error = %e,
+                    "schedules unreadable: the leaver is applied without them, then fails");
+                (crate::schedule::PendingSet::default(), Some(e.to_string()))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        // Effective dates: a leaver whose end_date is ahead is scheduled, not
+        // applied; one delivered by a schedule that was replaced is stale.
+        let known = crate::dates::known(ev, &self.config, None, &first.0);
+        let (after, act_as) =
+            match crate::schedule::decide(ev, crate::dates::now(), &self.config.schedule, &pending, &known) {
+                Decision::Stale(why) => return Ok(Report::new(Outcome::Stale, Some(why))),
+                Decision::Rejected(why) => return Ok(Report::new(Outcome::Rejected, Some(why))),
+                Decision::Scheduled { steps, due_at } => {
+                    return self.scheduled(steps, due_at, &b, log).await;
+                }
+                Decision::Proceed { steps, act_as } => (steps, act_as),
+            };
+        let mut report = Box::pin(self.retire_all(act_as.as_ref().unwrap_or(ev), first, depth, &b, log)).await?;
+        report.after = after;
+        report.schedules_unread = schedules_unread;
+        Ok(report)
+    }
+
+    /// Every user of the employee is retired (see [`Self::converge_leaver`]).
+    async fn retire_all(
+        &self,
+        ev: &HrEvent,
+        first: (UserState, Option<SecretDoc>),
+        depth: ReadDepth,
+        b: &Budget,
+        log: &ActionLog,
+    ) -> Result<Report, ApplyError> {
+        let b = *b;
         let granted = Granted::default();
         let rule = self.config.rules.default.clone();
         let cx = |kms_key| Context {
@@ -550,15 +681,7 @@ impl Provisioner {
             now: OffsetDateTime::now_utc(),
             kms_key,
         };
-        let depth = if self.config.dry_run {
-            ReadDepth::Leaver
-        } else {
-            ReadDepth::Cutoff
-        };
         let own_secret = self.config.secret_name(&ev.user_name);
-        // The name rule's user first, from IAM alone; its cut-off is applied before
-        // any other read, and before Secrets Manager can fail the record.
-        let first = Box::pin(self.read(ev, &own_secret, depth, &b)).await?;
         let mine = matches!(&first.0.lookup, Lookup::Found(u)
             if u.tag(TAG_EMPLOYEE_ID) == Some(ev.employee.employee_id.as_str()));
         let mut reports = Vec::new();
@@ -790,7 +913,7 @@ fn combine(ev: &HrEvent, reports: Vec<(String, Result<Report, ApplyError>)>) -> 
     let severity = |o: Outcome| match o {
         Outcome::Failed | Outcome::Rejected => 4,
         Outcome::Applied => 3,
-        Outcome::Planned => 2,
+        Outcome::Planned | Outcome::Scheduled => 2,
         Outcome::Stale => 1,
         Outcome::Unchanged => 0,
     };

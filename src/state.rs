@@ -32,6 +32,9 @@ pub const TAG_ACCESS_KEY_CREATED: &str = "hr:access-key-created";
 pub const TAG_EMAIL: &str = "hr:email";
 pub const TAG_DEPARTMENT: &str = "hr:department";
 pub const TAG_MANAGER_EMAIL: &str = "hr:manager-email";
+/// Contract section 9: the record's effective dates, as HR sent them.
+pub const TAG_START_DATE: &str = "hr:start-date";
+pub const TAG_END_DATE: &str = "hr:end-date";
 /// Extension: `owed:<event id>` from the change that makes a welcome mail due
 /// (creation, rehire, first console access) until it is sent, then
 /// `sent:<event id>`. Written in the same call as that change, so a crash can

@@ -14,6 +14,7 @@ use crate::aws::iam::Iam;
 use crate::aws::kms::Kms;
 use crate::aws::mail::Mailer;
 use crate::aws::pace::{paced, Pacer};
+use crate::aws::scheduler::Scheduler;
 use crate::aws::secrets::Secrets;
 use crate::config::Config;
 
@@ -246,8 +247,18 @@ pub fn services_with(
         .build();
     // Called at most once per customer alias and container: no pacer.
     let kms = aws_sdk_kms::config::Builder::from(sdk)
-        .http_client(base)
+        .http_client(base.clone())
         .build();
+    // Effective dates need the scheduler only where schedules can be made.
+    let scheduler = config.schedule.target().map(|_| {
+        let conf = aws_sdk_scheduler::config::Builder::from(sdk)
+            .http_client(paced(base, Pacer::new("scheduler", floor)))
+            .build();
+        Scheduler::new(
+            aws_sdk_scheduler::Client::from_conf(conf),
+            config.schedule.group.clone(),
+        )
+    });
     Services {
         iam: Iam::new(aws_sdk_iam::Client::from_conf(iam), emulator).with_case_scan(case_scan),
         secrets: Secrets::new(
@@ -259,6 +270,7 @@ pub fn services_with(
             config.sender_email.clone(),
         ),
         kms: Kms::new(aws_sdk_kms::Client::from_conf(kms)),
+        scheduler,
     }
 }
 

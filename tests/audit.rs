@@ -426,6 +426,43 @@ async fn clean_then_every_kind_of_drift() {
         .unwrap(); // unmanaged in the path
     seed_user(&sdk, "gus.group", "", "active").await; // missing grant: no staff
     login_profile(&sdk, "gus.group").await;
+    // Contract section 9: an end date long past, the user still active.
+    iam.tag_user()
+        .user_name("gus.group")
+        .tags(itag("hr:end-date", "2020-01-31"))
+        .send()
+        .await
+        .unwrap();
+    // A pending schedule of an employee not started yet (read by name alone).
+    let scheduler = aws_sdk_scheduler::Client::new(&sdk);
+    scheduler
+        .create_schedule_group()
+        .name("hr-provisioner")
+        .send()
+        .await
+        .unwrap();
+    scheduler
+        .create_schedule()
+        .group_name("hr-provisioner")
+        .name("hr-start-E9001")
+        .schedule_expression("at(2030-01-01T00:00:00)")
+        .flexible_time_window(
+            aws_sdk_scheduler::types::FlexibleTimeWindow::builder()
+                .mode(aws_sdk_scheduler::types::FlexibleTimeWindowMode::Off)
+                .build()
+                .unwrap(),
+        )
+        .target(
+            aws_sdk_scheduler::types::Target::builder()
+                .arn("arn:aws:sqs:us-east-1:123456789012:hr.fifo")
+                .role_arn("arn:aws:iam::123456789012:role/hr-scheduler")
+                .input("{}")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
     seed_secret(&sdk, "gus.group", "active", false).await;
     seed_user(&sdk, "stan.stale", "", "active").await; // stale secret
     add_group(&sdk, "stan.stale", "staff").await;
@@ -469,6 +506,7 @@ async fn clean_then_every_kind_of_drift() {
         pair("missing-grant", "gus.group"),
         pair("stale-secret", "stan.stale"),
         pair("name-mismatch", "nina.name"),
+        pair("past-end-date", "gus.group"),
     ] {
         assert!(found.contains(&want), "{want:?} not in {found:#?}");
     }
@@ -503,7 +541,18 @@ async fn clean_then_every_kind_of_drift() {
             ("iam", "GetAccountAuthorizationDetails"),
             ("iam", "GetCredentialReport"),
             ("secretsmanager", "ListSecrets"),
+            ("scheduler", "ListSchedules"),
         ])
+    );
+    let pending = v["schedules"].as_array().expect("pending schedules");
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    assert_eq!(
+        (
+            &pending[0]["name"],
+            &pending[0]["kind"],
+            &pending[0]["employee_id"]
+        ),
+        (&"hr-start-E9001".into(), &"start".into(), &"E9001".into())
     );
     let on_wire: u64 = counts.values().flat_map(|m| m.values()).sum();
     assert_eq!(v["calls"]["total"].as_u64(), Some(on_wire));
@@ -518,6 +567,9 @@ async fn clean_then_every_kind_of_drift() {
         "NOT STORED",
         "sales (extra)",
         "staff (missing)",
+        "past-end-date",
+        "Pending schedules (1):",
+        "hr-start-E9001 start employee E9001",
     ] {
         assert!(table.out.contains(s), "{s} not in\n{}", table.out);
     }

@@ -78,6 +78,7 @@ fn aws_provisioner(iam: Iam, sm: Sm, ses: Ses) -> Provisioner {
                 .region(aws_sdk_kms::config::Region::new("us-east-1"))
                 .build(),
         )),
+        scheduler: None,
     };
     Provisioner::new(config, services)
 }

@@ -65,6 +65,7 @@ fn provisioner(iam: Iam, sm: Sm, ses: Ses, env: &[(&str, &str)]) -> Provisioner 
                 .region(aws_sdk_kms::config::Region::new("us-east-1"))
                 .build(),
         )),
+        scheduler: None,
     };
     Provisioner::new(config, services)
 }

@@ -194,6 +194,14 @@ def classify(method: str, path: str, query: str, headers, body: bytes):
             return "sesv2", "SendEmail", True, signing
         return "sesv2", f"{method} {path}", method not in ("GET", "HEAD"), signing
 
+    if signing == "scheduler":
+        # REST: /schedules[/{name}]; the method names the operation.
+        named = path.rstrip("/").count("/") >= 2
+        op = {("GET", False): "ListSchedules", ("GET", True): "GetSchedule",
+              ("POST", True): "CreateSchedule", ("PUT", True): "UpdateSchedule",
+              ("DELETE", True): "DeleteSchedule"}.get((method, named), f"{method} {path}")
+        return "scheduler", op, method not in ("GET", "HEAD"), signing
+
     action = None
     ctype = (hget(headers, "content-type") or "").lower()
     if body and ("x-www-form-urlencoded" in ctype or (not ctype and b"Action=" in body)):

@@ -146,6 +146,8 @@ class Resolver:
             return self._prop(name, "FunctionName", generated)
         if rtype == "AWS::Logs::LogGroup":
             return self._prop(name, "LogGroupName", generated)
+        if rtype == "AWS::Scheduler::ScheduleGroup":
+            return self._prop(name, "Name", generated)
         return generated
 
     def get_att(self, name: str, attr: str) -> Any:

@@ -66,16 +66,21 @@ RUNTIME = {  # SQS event source mapping (runs with the function's role) and logg
     "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
     "logs:CreateLogStream", "logs:PutLogEvents",
 }
-EXPECTED_ACTIONS = IAM_READS | IAM_WRITES | SECRETS | RUNTIME | {
+# Effective dates (contract section 9; test_dates.py checks their scope).
+SCHEDULES = {"scheduler:GetSchedule", "scheduler:CreateSchedule", "scheduler:UpdateSchedule",
+             "scheduler:DeleteSchedule", "iam:PassRole"}
+EXPECTED_ACTIONS = IAM_READS | IAM_WRITES | SECRETS | RUNTIME | SCHEDULES | {
     "ses:SendEmail", "kms:GenerateDataKey", "kms:Decrypt", "kms:DescribeKey",
 }
 AUDIT_ACTIONS = {"iam:GetAccountAuthorizationDetails", "iam:GenerateCredentialReport",
                  "iam:GetCredentialReport", "secretsmanager:ListSecrets",
+                 "scheduler:ListSchedules", "scheduler:GetSchedule",
                  "logs:CreateLogStream", "logs:PutLogEvents"}
 CONTRACT_VARIABLES = {
     "USER_PATH", "PROVISIONING_RULES", "TEMPLATE_PATH", "PERMISSIONS_BOUNDARY_ARN", "SECRET_PREFIX",
     "SECRET_KMS_KEY_ID", "SENDER_EMAIL", "SIGNIN_URL", "LEAVER_ACTION", "SECRET_RECOVERY_DAYS",
     "DRY_RUN", "MAX_EVENT_AGE_DAYS", "DENY_POLICY_ARN", "KEY_MAX_AGE_DAYS", "MFA_GRACE_DAYS",
+    "SCHEDULE_GROUP", "SCHEDULE_TARGET_ARN", "SCHEDULER_ROLE_ARN", "PROVISION_LEAD", "HR_TIME_ZONE",
 }
 # The project's own variables the stack sets (README configuration table).
 STACK_VARIABLES = {"MAX_INSTANCES", "RATE_FLOOR_PER_SECOND"}
@@ -582,7 +587,7 @@ def test_policies_fit_iam_size_limits_with_the_largest_parameters(template):
 
     docs = ep.policy_documents(template, big)
     inline = [d for d in docs if d["kind"] == "identity" and d["resource"] == "ProvisionerRole"]
-    inline += [d for d in docs if d["resource"] == "ProvisionerKmsPolicy"]
+    inline += [d for d in docs if d["resource"] in ("ProvisionerKmsPolicy", "ProvisionerSchedulesPolicy")]
     assert sum(size(d["document"]) for d in inline) <= 10240, [d["id"] for d in inline]
     for d in docs:
         if template["Resources"][d["resource"]]["Type"] == "AWS::IAM::ManagedPolicy":
@@ -867,8 +872,10 @@ def test_fifo_queue_dlq_and_event_source(template, resolver):
     q = resolver.resolve(res["HrEventQueue"]["Properties"])
     dlq = resolver.resolve(res["HrDeadLetterQueue"]["Properties"])
     fn = function_props(template)
+    # Scheduler needs content-based deduplication on its FIFO target (test_dates.py).
+    assert q["ContentBasedDeduplication"] is True and dlq["ContentBasedDeduplication"] is False
     for queue in (q, dlq):
-        assert queue["FifoQueue"] is True and queue["ContentBasedDeduplication"] is False
+        assert queue["FifoQueue"] is True
         assert queue["QueueName"].endswith(".fifo")
         assert queue.get("SqsManagedSseEnabled") is True or queue.get("KmsMasterKeyId")
     assert q["RedrivePolicy"]["deadLetterTargetArn"] == resolver.get_att("HrDeadLetterQueue", "Arn")
@@ -1020,8 +1027,12 @@ def test_only_the_hr_sender_may_send(template, resolver):
     doc = resolver.resolve(template["Resources"]["HrEventQueuePolicy"]["Properties"]["PolicyDocument"])
     sender = "arn:aws:iam::210987654321:role/hr-system"
     allows = [s for s in doc["Statement"] if s["Effect"] == "Allow"]
+    scheduler = resolver.get_att("SchedulerRole", "Arn")
     assert allows == [{
         "Sid": "AllowHrSender", "Effect": "Allow", "Principal": {"AWS": sender},
+        "Action": "sqs:SendMessage", "Resource": resolver.get_att("HrEventQueue", "Arn"),
+    }, {
+        "Sid": "AllowStackScheduler", "Effect": "Allow", "Principal": {"AWS": scheduler},
         "Action": "sqs:SendMessage", "Resource": resolver.get_att("HrEventQueue", "Arn"),
     }]
     denies = {s["Sid"]: s for s in doc["Statement"] if s["Effect"] == "Deny"}
@@ -1033,7 +1044,7 @@ def test_only_the_hr_sender_may_send(template, resolver):
     doc = resolved(template, RedrivePrincipalArn="").resolve(
         template["Resources"]["HrEventQueuePolicy"]["Properties"]["PolicyDocument"])
     (others,) = [s for s in doc["Statement"] if s.get("Sid") == "DenySendFromAnyoneElse"]
-    assert others["Condition"]["ArnNotEquals"]["aws:PrincipalArn"] == [sender]
+    assert others["Condition"]["ArnNotEquals"]["aws:PrincipalArn"] == [sender, scheduler]
 
 
 def test_secrets_key_policy(template):
@@ -1062,7 +1073,8 @@ def test_every_policy_document_is_extracted(template):
     assert {"ProvisionerRole.provisioner", "ProvisionerKmsPolicy", "ProvisionerGuardrailsPolicy",
             "AuditRole.audit-read-only", "EmployeeBoundaryPolicy", "DenyAllPolicy",
             "BaselineGroup.self-service-password-and-mfa", "SecretsKey.KeyPolicy",
-            "ObservabilityKey.KeyPolicy", "HrEventQueuePolicy", "AlarmTopicPolicy"} <= ids
+            "ObservabilityKey.KeyPolicy", "HrEventQueuePolicy", "AlarmTopicPolicy",
+            "ProvisionerSchedulesPolicy", "AuditSchedulesPolicy", "SchedulerRole.send-to-hr-queue"} <= ids
 
 
 def test_infra_docs_point_inside_the_repository():

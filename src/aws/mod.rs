@@ -6,6 +6,7 @@ pub mod iam;
 pub mod kms;
 pub mod mail;
 pub mod pace;
+pub mod scheduler;
 pub mod secrets;
 
 use std::future::Future;

@@ -88,6 +88,7 @@ pub fn compare(inputs: &Inputs, s: &Settings, now: OffsetDateTime) -> Report {
             managed.insert(&u.name);
             let secret = secrets.get(secret_name(s, &u.name).as_str()).copied();
             rows.push(cx.user(u, secret, &inputs.report, &mut findings));
+            findings.extend(super::dates::past_end_date(u, s, now));
         } else {
             let detail = if tagged {
                 format!(
@@ -173,6 +174,7 @@ pub fn compare(inputs: &Inputs, s: &Settings, now: OffsetDateTime) -> Report {
         users: rows,
         findings,
         incomplete,
+        schedules: super::dates::pending(&inputs.schedules, &inputs.users, s),
         calls: None,
     }
 }
@@ -743,6 +745,8 @@ mod tests {
             mfa_grace_days: 7,
             deny_policy_arn: Some(DENY.into()),
             boundary_arn: None,
+            time_zone: jiff::tz::TimeZone::UTC,
+            schedule_group: "hr-provisioner".into(),
         }
     }
 
@@ -871,6 +875,7 @@ mod tests {
                 gone_secret,
                 tomb,
             ],
+            schedules: Vec::new(),
         }
     }
 
@@ -1242,7 +1247,8 @@ mod tests {
                 "no-mfa",
                 "retired-with-access",
                 "unmanaged-in-path",
-                "name-mismatch"
+                "name-mismatch",
+                "past-end-date"
             ]
         );
         for c in Code::ALL {

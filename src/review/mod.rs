@@ -9,6 +9,7 @@
 //! Nothing here calls `GetSecretValue`: secrets are compared through their tags.
 
 pub mod compare;
+pub mod dates;
 pub mod lambda;
 pub mod model;
 pub mod read;

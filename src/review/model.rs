@@ -107,6 +107,8 @@ pub struct Inputs {
     pub report: CredentialReport,
     /// Secrets under `SECRET_PREFIX`, scheduled ones included.
     pub secrets: Vec<SecretMeta>,
+    /// The pending schedules of `SCHEDULE_GROUP` (src/review/dates.rs).
+    pub schedules: Vec<super::dates::ScheduleRow>,
 }
 
 /// What the comparison needs of the configuration.
@@ -120,6 +122,9 @@ pub struct Settings {
     pub mfa_grace_days: i64,
     pub deny_policy_arn: Option<String>,
     pub boundary_arn: Option<String>,
+    /// `HR_TIME_ZONE`, for a date-only `hr:end-date`.
+    pub time_zone: jiff::tz::TimeZone,
+    pub schedule_group: String,
 }
 
 impl Settings {
@@ -133,6 +138,8 @@ impl Settings {
             mfa_grace_days: c.mfa_grace_days,
             deny_policy_arn: c.deny_policy_arn.clone(),
             boundary_arn: c.boundary_arn.clone(),
+            time_zone: c.schedule.time_zone.clone(),
+            schedule_group: c.schedule.group.clone(),
         }
     }
 }
@@ -152,10 +159,12 @@ pub enum Code {
     RetiredWithAccess,
     UnmanagedInPath,
     NameMismatch,
+    /// Contract section 9: an active user whose `hr:end-date` has passed.
+    PastEndDate,
 }
 
 impl Code {
-    pub const ALL: [Code; 11] = [
+    pub const ALL: [Code; 12] = [
         Code::MissingGrant,
         Code::ExtraGrant,
         Code::UnstoredKey,
@@ -167,6 +176,7 @@ impl Code {
         Code::RetiredWithAccess,
         Code::UnmanagedInPath,
         Code::NameMismatch,
+        Code::PastEndDate,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -182,6 +192,7 @@ impl Code {
             Code::RetiredWithAccess => "retired-with-access",
             Code::UnmanagedInPath => "unmanaged-in-path",
             Code::NameMismatch => "name-mismatch",
+            Code::PastEndDate => "past-end-date",
         }
     }
 
@@ -189,7 +200,9 @@ impl Code {
     /// bookkeeping that grants nothing is low.
     pub fn severity(self) -> Severity {
         match self {
-            Code::ExtraGrant | Code::UnstoredKey | Code::RetiredWithAccess => Severity::High,
+            Code::ExtraGrant | Code::UnstoredKey | Code::RetiredWithAccess | Code::PastEndDate => {
+                Severity::High
+            }
             Code::KeyAge
             | Code::NoMfa
             | Code::OrphanSecret
@@ -358,6 +371,9 @@ pub struct Report {
     /// exist): the audit is then incomplete.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub incomplete: Vec<String>,
+    /// Pending schedules per employee (contract section 9).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub schedules: Vec<super::dates::ScheduleRow>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub calls: Option<Calls>,
 }

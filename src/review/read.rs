@@ -12,11 +12,12 @@ use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
+use super::dates::ScheduleRow;
 use super::model::{
     Calls, CredentialReport, Credentials, IamUser, Inputs, KeySlot, SecretMeta, Settings,
 };
 use super::ReviewError;
-use crate::aws::{call, classify, AwsError, Budget, Retry};
+use crate::aws::{call, classify, AwsError, Budget, ErrorKind, Retry};
 use crate::event::parse_rfc3339;
 
 /// IAM's largest page for `GetAccountAuthorizationDetails`.
@@ -44,6 +45,7 @@ impl Progress for Quiet {}
 pub struct Reader {
     iam: aws_sdk_iam::Client,
     secrets: aws_sdk_secretsmanager::Client,
+    scheduler: aws_sdk_scheduler::Client,
     budget: Budget,
     /// The credential report is polled until ready, first after this long, then
     /// at doubling intervals up to 5 s, for at most `report_wait` in all.
@@ -62,6 +64,7 @@ impl Reader {
         Reader {
             iam: aws_sdk_iam::Client::new(sdk),
             secrets: aws_sdk_secretsmanager::Client::new(sdk),
+            scheduler: aws_sdk_scheduler::Client::new(sdk),
             budget: Budget::until(deadline),
             first_poll: Duration::from_millis(250),
             report_wait: Duration::from_secs(120),
@@ -87,11 +90,16 @@ impl Reader {
     /// The three reads, at once.
     pub async fn read(&self, s: &Settings, progress: &dyn Progress) -> Result<Inputs, ReviewError> {
         // Boxed: three SDK call chains inline make a future too deep to lay out.
-        let (users, report, secrets) = futures::try_join!(
+        let (users, report, secrets, schedules) = futures::try_join!(
             Box::pin(async { self.users(s, progress).await.map_err(ReviewError::from) }),
             Box::pin(self.credential_report(progress)),
             Box::pin(async {
                 self.secrets(&s.secret_prefix, progress)
+                    .await
+                    .map_err(ReviewError::from)
+            }),
+            Box::pin(async {
+                self.schedules(&s.schedule_group)
                     .await
                     .map_err(ReviewError::from)
             }),
@@ -100,6 +108,7 @@ impl Reader {
             users,
             report,
             secrets,
+            schedules,
         })
     }
 
@@ -271,6 +280,68 @@ impl Reader {
                 _ => return Ok(list),
             }
         }
+    }
+}
+
+impl Reader {
+    /// The group's pending schedules (contract section 9): listed by name prefix,
+    /// and read (GetSchedule) only where the name does not spell the employee. A
+    /// group that does not exist holds none.
+    async fn schedules(&self, group: &str) -> Result<Vec<ScheduleRow>, AwsError> {
+        let mut rows = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let listed = call(&self.budget, Retry::Safe, || async {
+                self.count("ListSchedules");
+                self.scheduler
+                    .list_schedules()
+                    .group_name(group)
+                    .name_prefix(crate::schedule::NAME_PREFIX)
+                    .set_next_token(token.clone())
+                    .send()
+                    .await
+                    .map_err(|e| classify("ListSchedules", e))
+            })
+            .await;
+            let out = match listed {
+                Ok(out) => out,
+                Err(e) if e.kind == ErrorKind::NotFound => return Ok(rows),
+                Err(e) => return Err(e),
+            };
+            rows.extend(
+                out.schedules()
+                    .iter()
+                    .filter_map(|x| x.name())
+                    .filter_map(ScheduleRow::from_name),
+            );
+            match out.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+                _ => break,
+            }
+        }
+        for row in rows.iter_mut().filter(|r| r.employee_id.is_none()) {
+            let got = call(&self.budget, Retry::Safe, || async {
+                self.count("GetSchedule");
+                self.scheduler
+                    .get_schedule()
+                    .group_name(group)
+                    .name(&row.name)
+                    .send()
+                    .await
+                    .map_err(|e| classify("GetSchedule", e))
+            })
+            .await;
+            match got {
+                Ok(out) => row.fill(
+                    out.target().and_then(|t| t.input()).unwrap_or_default(),
+                    out.schedule_expression().unwrap_or_default(),
+                ),
+                // Fired (and deleted) since it was listed.
+                Err(e) if e.kind == ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(rows)
     }
 }
 

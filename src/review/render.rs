@@ -289,6 +289,7 @@ pub fn table(report: &Report, color: bool) -> String {
         out.push_str(&t.to_string());
         out.push('\n');
     }
+    out.push_str(&super::dates::table(&report.schedules));
     let s = &report.summary;
     let counts: Vec<String> = s
         .by_code

@@ -252,6 +252,12 @@ ACCEPTED = {
     "a name that is not plainly a name is still accepted (neutral greeting)": changed(
         employee__first_name="Jane (see https://example.com)"
     ),
+    # effective dates (docs/contract.md, section 9)
+    "start_date as a date": changed(employee__start_date="2026-12-01"),
+    "end_date as a date-time with offset": changed(employee__end_date="2027-03-31T18:00:00+02:00"),
+    "a scheduled delivery": changed(schedule={
+        "due_at": "2026-11-30T00:00:00Z", "by_event_id": "ev-1",
+        "by_event_type": "employee.joined", "by_occurred_at": "2026-11-22T09:00:00Z"}),
 }
 
 REJECTED = {
@@ -275,6 +281,13 @@ REJECTED = {
         changed(event_type="employee.left", employee__email=DROP, employee__username=DROP),
         "employee",
     ),
+    # effective dates
+    "start_date on a day that does not exist": (changed(employee__start_date="2026-02-30"), "employee/start_date"),
+    "end_date in words": (changed(employee__end_date="end of March"), "employee/end_date"),
+    "end_date without offset": (changed(employee__end_date="2027-03-31T18:00:00"), "employee/end_date"),
+    "schedule without due_at": (changed(schedule={
+        "by_event_id": "ev-1", "by_event_type": "employee.joined",
+        "by_occurred_at": "2026-11-22T09:00:00Z"}), "schedule"),
     # the user-name rule
     "username with a comma": (changed(employee__username="doe,jane"), "employee/username"),
     "username with a slash": (changed(employee__username="eve/../admin"), "employee/username"),
@@ -431,11 +444,12 @@ def test_contract_names_every_event_type_variable_and_finding_code():
     for name in (
         "USER_PATH PROVISIONING_RULES TEMPLATE_PATH PERMISSIONS_BOUNDARY_ARN SECRET_PREFIX "
         "SECRET_KMS_KEY_ID SENDER_EMAIL SIGNIN_URL LEAVER_ACTION SECRET_RECOVERY_DAYS DRY_RUN "
-        "MAX_EVENT_AGE_DAYS DENY_POLICY_ARN KEY_MAX_AGE_DAYS MFA_GRACE_DAYS MAX_CONCURRENT_RECORDS"
+        "MAX_EVENT_AGE_DAYS DENY_POLICY_ARN KEY_MAX_AGE_DAYS MFA_GRACE_DAYS MAX_CONCURRENT_RECORDS "
+        "SCHEDULE_GROUP SCHEDULE_TARGET_ARN SCHEDULER_ROLE_ARN PROVISION_LEAD HR_TIME_ZONE"
     ).split():
         assert f"| `{name}`" in text, f"{name} missing from the configuration table"
     for code in (
         "missing-grant extra-grant unstored-key stale-secret missing-secret orphan-secret "
-        "key-age no-mfa retired-with-access unmanaged-in-path name-mismatch"
+        "key-age no-mfa retired-with-access unmanaged-in-path name-mismatch past-end-date"
     ).split():
         assert f"| `{code}` |" in text, f"finding {code} missing"

@@ -437,7 +437,8 @@ def test_demo(tmp_path):
     steps = re.findall(r"^== (\d+)\. (\S+)$", first, re.M)
     assert [s for _, s in steps] == ["joiner-engineering.json", "joiner-sales.json",
                                       "joiner-duplicate.json", "invalid.json", "mover.json",
-                                      "leaver.json", "rehire.json"]
+                                      "leaver.json", "rehire.json", "joiner-future-start.json",
+                                      "contractor.json"]
     # Per step: the audit line(s) as JSON, and what changed; mails only when new.
     for part in re.split(r"^== \d+\. ", first, flags=re.M)[1:8]:
         audits = [line[len("audit: "):] for line in part.splitlines() if line.startswith("audit: ")]
