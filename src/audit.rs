@@ -146,7 +146,10 @@ mod tests {
     fn coded_reasons_are_split_from_their_sentence() {
         assert_eq!(
             split_reason(Some("tampered: the tag is in the future")),
-            (Some("tampered".into()), Some("the tag is in the future".into()))
+            (
+                Some("tampered".into()),
+                Some("the tag is in the future".into())
+            )
         );
         assert_eq!(
             split_reason(Some("stale-leaver-on-active-user: newer mover")),

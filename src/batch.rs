@@ -488,7 +488,11 @@ mod tests {
             r
         };
         // The leaver's id sorts first, yet it runs after the joiner and mover.
-        let rs = vec![ev(0, "left", "a-left"), ev(1, "joined", "z-join"), ev(2, "changed", "m-move")];
+        let rs = vec![
+            ev(0, "left", "a-left"),
+            ev(1, "joined", "z-join"),
+            ev(2, "changed", "m-move"),
+        ];
         assert_eq!(in_event_order(&rs, vec![0, 1, 2]), vec![2, 1, 0]);
     }
 }

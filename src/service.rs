@@ -8,11 +8,11 @@ use tokio::sync::OnceCell;
 use crate::apply::{ActionLog, Applier, ApplyError, Faults, Services, Vault};
 use crate::audit::Outcome;
 use crate::aws::iam::Depth;
+use crate::aws::kms::is_customer_alias;
 use crate::aws::{AwsError, Budget, ErrorKind};
 use crate::config::Config;
 use crate::event::{EventType, HrEvent};
 use crate::password::{generate_default, PasswordPolicy};
-use crate::aws::kms::is_customer_alias;
 use crate::plan::{
     foreign_secret, key_created, last_event, plan, Context, Cred, Granted, Step, Verdict,
 };
@@ -209,7 +209,11 @@ impl Provisioner {
 
     /// The secret's metadata, its KMS key named as a key (a customer alias is
     /// resolved: a secret is ours only under `SECRET_KMS_KEY_ID` itself).
-    async fn describe(&self, secret_name: &str, b: &Budget) -> Result<Option<SecretMeta>, AwsError> {
+    async fn describe(
+        &self,
+        secret_name: &str,
+        b: &Budget,
+    ) -> Result<Option<SecretMeta>, AwsError> {
         let Some(mut meta) = self.services.secrets.describe(secret_name, b).await? else {
             return Ok(None);
         };
@@ -335,7 +339,10 @@ impl Provisioner {
             if user.is_none() {
                 user = self.by_user_id(ev, &tags, b).await?;
             }
-            if user.as_ref().is_some_and(|u| out.iter().any(|o| o.user.as_ref() == Some(u))) {
+            if user
+                .as_ref()
+                .is_some_and(|u| out.iter().any(|o| o.user.as_ref() == Some(u)))
+            {
                 continue;
             }
             out.push(Other {
@@ -352,10 +359,12 @@ impl Provisioner {
     /// Whether `name` is a managed user of this employee under `USER_PATH`.
     async fn is_mine(&self, ev: &HrEvent, name: &str, b: &Budget) -> Result<bool, AwsError> {
         let cfg = &self.config;
-        Ok(matches!(self.services.iam.lookup(name, b).await?, Lookup::Found(u)
+        Ok(
+            matches!(self.services.iam.lookup(name, b).await?, Lookup::Found(u)
             if u.path == cfg.user_path
                 && u.tag(TAG_MANAGED_BY) == Some(MANAGED_BY)
-                && u.tag(TAG_EMPLOYEE_ID) == Some(ev.employee.employee_id.as_str())))
+                && u.tag(TAG_EMPLOYEE_ID) == Some(ev.employee.employee_id.as_str())),
+        )
     }
 
     /// The user a secret's `hr:user-id` names, when it goes by another name than the
@@ -496,7 +505,12 @@ impl Provisioner {
                 renamed_target = Some(Other {
                     user: Some(n),
                     secret_name: own_secret.clone(),
-                    tags: first.0.secret_meta.as_ref().map(|m| m.tags.clone()).unwrap_or_default(),
+                    tags: first
+                        .0
+                        .secret_meta
+                        .as_ref()
+                        .map(|m| m.tags.clone())
+                        .unwrap_or_default(),
                 });
             }
         }
@@ -563,7 +577,16 @@ impl Provisioner {
             kms_key,
         };
         let acted_on = (ev_for.user_name != ev.user_name).then(|| ev_for.user_name.clone());
-        let mut report = Box::pin(self.rounds(&ev_for, &secret_name, &cx, Some(first), ReadDepth::Joiner, &b, log)).await?;
+        let mut report = Box::pin(self.rounds(
+            &ev_for,
+            &secret_name,
+            &cx,
+            Some(first),
+            ReadDepth::Joiner,
+            &b,
+            log,
+        ))
+        .await?;
         report.user_name = acted_on;
         report.after = after;
         Ok(report)
@@ -646,16 +669,22 @@ impl Provisioner {
         // Effective dates: a leaver whose end_date is ahead is scheduled, not
         // applied; one delivered by a schedule that was replaced is stale.
         let known = crate::dates::known(ev, &self.config, None, &first.0);
-        let (after, act_as) =
-            match crate::schedule::decide(ev, crate::dates::now(), &self.config.schedule, &pending, &known) {
-                Decision::Stale(why) => return Ok(Report::new(Outcome::Stale, Some(why))),
-                Decision::Rejected(why) => return Ok(Report::new(Outcome::Rejected, Some(why))),
-                Decision::Scheduled { steps, due_at } => {
-                    return self.scheduled(steps, due_at, &b, log).await;
-                }
-                Decision::Proceed { steps, act_as } => (steps, act_as),
-            };
-        let mut report = Box::pin(self.retire_all(act_as.as_ref().unwrap_or(ev), first, depth, &b, log)).await?;
+        let (after, act_as) = match crate::schedule::decide(
+            ev,
+            crate::dates::now(),
+            &self.config.schedule,
+            &pending,
+            &known,
+        ) {
+            Decision::Stale(why) => return Ok(Report::new(Outcome::Stale, Some(why))),
+            Decision::Rejected(why) => return Ok(Report::new(Outcome::Rejected, Some(why))),
+            Decision::Scheduled { steps, due_at } => {
+                return self.scheduled(steps, due_at, &b, log).await;
+            }
+            Decision::Proceed { steps, act_as } => (steps, act_as),
+        };
+        let mut report =
+            Box::pin(self.retire_all(act_as.as_ref().unwrap_or(ev), first, depth, &b, log)).await?;
         report.after = after;
         report.schedules_unread = schedules_unread;
         Ok(report)
@@ -686,7 +715,8 @@ impl Provisioner {
             if u.tag(TAG_EMPLOYEE_ID) == Some(ev.employee.employee_id.as_str()));
         let mut reports = Vec::new();
         if mine {
-            let r = Box::pin(self.rounds(ev, &own_secret, &cx(None), Some(first), depth, &b, log)).await;
+            let r = Box::pin(self.rounds(ev, &own_secret, &cx(None), Some(first), depth, &b, log))
+                .await;
             reports.push((ev.user_name.clone(), r));
         }
         // Then every other user of this employee (found through its secrets).
@@ -713,7 +743,16 @@ impl Provisioner {
                         user_name: user.clone(),
                         ..ev.clone()
                     };
-                    let r = Box::pin(self.rounds(&alt, &o.secret_name, &cx(kms_key), None, depth, &b, log)).await;
+                    let r = Box::pin(self.rounds(
+                        &alt,
+                        &o.secret_name,
+                        &cx(kms_key),
+                        None,
+                        depth,
+                        &b,
+                        log,
+                    ))
+                    .await;
                     reports.push((user.clone(), r));
                 }
                 // A live secret of this employee whose user cannot be found (renamed
@@ -759,12 +798,30 @@ impl Provisioner {
                         user_name: user.clone(),
                         ..ev.clone()
                     };
-                    let r = Box::pin(self.rounds(&alt, &own_secret, &cx(kms_key), None, depth, &b, log)).await;
+                    let r = Box::pin(self.rounds(
+                        &alt,
+                        &own_secret,
+                        &cx(kms_key),
+                        None,
+                        depth,
+                        &b,
+                        log,
+                    ))
+                    .await;
                     reports.insert(0, (user, r));
                 }
                 Some(_) => {}
                 None if reports.is_empty() || meta.is_some() => {
-                    let r = Box::pin(self.rounds(ev, &own_secret, &cx(kms_key), None, ReadDepth::Leaver, &b, log)).await;
+                    let r = Box::pin(self.rounds(
+                        ev,
+                        &own_secret,
+                        &cx(kms_key),
+                        None,
+                        ReadDepth::Leaver,
+                        &b,
+                        log,
+                    ))
+                    .await;
                     reports.push((ev.user_name.clone(), r));
                 }
                 None => {}
@@ -871,7 +928,7 @@ impl Provisioner {
                             Some(format!("{} already in effect", ev.event_type.as_str())),
                         ),
                         None => Report::new(Outcome::Applied, None),
-                    })
+                    });
                 }
                 Err(ApplyError::Aws(e))
                     if e.kind == ErrorKind::Conflict && conflicts < MAX_ROUNDS =>
@@ -930,7 +987,10 @@ fn combine(ev: &HrEvent, reports: Vec<(String, Result<Report, ApplyError>)>) -> 
                 continue;
             }
         }
-        if worst.as_ref().is_none_or(|w| severity(r.outcome) > severity(w.outcome)) {
+        if worst
+            .as_ref()
+            .is_none_or(|w| severity(r.outcome) > severity(w.outcome))
+        {
             worst = Some(r);
         }
     }

@@ -52,7 +52,11 @@ fn assert_cut_off_first(a: &serde_json::Value) {
         .map(|v| v.as_str().unwrap().to_owned())
         .collect();
     first.sort();
-    assert_eq!(first, ["PutUserPolicy:hr-provisioner-deny-all", "TagUser"], "{a}");
+    assert_eq!(
+        first,
+        ["PutUserPolicy:hr-provisioner-deny-all", "TagUser"],
+        "{a}"
+    );
 }
 
 fn retired(s: &Snapshot) -> bool {
@@ -73,13 +77,24 @@ async fn a_re_sent_hire_with_a_corrected_email_is_applied_to_the_existing_user()
     let first = ev("joined", "h1", t1(), "E-resend", "jane.typo", "engineering");
     run(&p, sqs(&[("m1", &first, Some("E-resend"))])).await;
     // HR corrects the address and re-sends the hire: same employee, new name rule.
-    let again = ev("joined", "h2", t2(), "E-resend", "jane.fixed", "engineering");
+    let again = ev(
+        "joined",
+        "h2",
+        t2(),
+        "E-resend",
+        "jane.fixed",
+        "engineering",
+    );
     let r = run(&p, sqs(&[("m2", &again, Some("E-resend"))])).await;
     assert!(failures(&r).is_empty(), "{r:?}");
     let a = audit_of(&logs, "m2");
     assert_eq!(a["user_name"], "jane.typo", "{a}");
     assert_eq!(users_of(&moto, "E-resend").await, ["jane.typo"]);
-    assert_eq!(moto.mails().len(), 1, "no second welcome for the same person");
+    assert_eq!(
+        moto.mails().len(),
+        1,
+        "no second welcome for the same person"
+    );
     // The leaver, under the corrected name, retires that one user.
     let leave = ev("left", "l1", t3(), "E-resend", "jane.fixed", "engineering");
     let r = run(&p, sqs(&[("m3", &leave, Some("E-resend"))])).await;
@@ -102,7 +117,13 @@ async fn a_leaver_retires_every_user_of_the_employee() {
     run(&p, sqs(&[("m1", &a, None), ("m2", &b, None)])).await;
     let iam = aws_sdk_iam::Client::new(&sdk);
     let sm = aws_sdk_secretsmanager::Client::new(&sdk);
-    let tag = |k: &str, v: &str| aws_sdk_iam::types::Tag::builder().key(k).value(v).build().unwrap();
+    let tag = |k: &str, v: &str| {
+        aws_sdk_iam::types::Tag::builder()
+            .key(k)
+            .value(v)
+            .build()
+            .unwrap()
+    };
     iam.tag_user()
         .user_name("dup.two")
         .tags(tag("hr:employee-id", "E-dup"))
@@ -282,7 +303,11 @@ async fn a_user_renamed_outside_the_function_is_found_by_its_id_and_retired() {
         .send()
         .await
         .unwrap();
-    iam.delete_user().user_name("gone.user").send().await.unwrap();
+    iam.delete_user()
+        .user_name("gone.user")
+        .send()
+        .await
+        .unwrap();
     let l = ev("left", "l2", t2(), "E-gone", "gone.user", "sales");
     let r = run(&p, sqs(&[("m4", &l, None)])).await;
     assert_eq!(failures(&r), ["m4"]);
@@ -336,7 +361,12 @@ async fn a_secret_under_an_alias_of_another_key_is_foreign_and_our_alias_is_reso
             .unwrap();
     }
     let sm = aws_sdk_secretsmanager::Client::new(&sdk);
-    let t = |k: &str, v: &str| aws_sdk_secretsmanager::types::Tag::builder().key(k).value(v).build();
+    let t = |k: &str, v: &str| {
+        aws_sdk_secretsmanager::types::Tag::builder()
+            .key(k)
+            .value(v)
+            .build()
+    };
     // Tagged as ours, encrypted under the squatter's alias: they can decrypt it.
     sm.create_secret()
         .name("hr-provisioner/alias.victim")
@@ -348,8 +378,17 @@ async fn a_secret_under_an_alias_of_another_key_is_foreign_and_our_alias_is_reso
         .await
         .unwrap();
     let (logs, _g) = Logs::capture();
-    let p = moto.provisioner(&[("SECRET_KMS_KEY_ID", ours.as_str())]).await;
-    let j = ev("joined", "j", t1(), "E-alias", "alias.victim", "engineering");
+    let p = moto
+        .provisioner(&[("SECRET_KMS_KEY_ID", ours.as_str())])
+        .await;
+    let j = ev(
+        "joined",
+        "j",
+        t1(),
+        "E-alias",
+        "alias.victim",
+        "engineering",
+    );
     let r = run(&p, sqs(&[("m1", &j, None)])).await;
     assert_eq!(failures(&r), ["m1"]);
     let a = audit_of(&logs, "m1");
@@ -396,7 +435,14 @@ async fn the_cut_off_needs_iam_alone_when_secrets_manager_denies_every_call() {
     moto.seed().await;
     let p = moto.provisioner(&[]).await;
     let sdk = moto.sdk().await;
-    let j = ev("joined", "j", t1(), "E-smdown", "smdown.user", "engineering");
+    let j = ev(
+        "joined",
+        "j",
+        t1(),
+        "E-smdown",
+        "smdown.user",
+        "engineering",
+    );
     run(&p, sqs(&[("m1", &j, None)])).await;
 
     // The same function, with Secrets Manager denying everything.
@@ -417,7 +463,11 @@ async fn the_cut_off_needs_iam_alone_when_secrets_manager_denies_every_call() {
     let (logs, _g) = Logs::capture();
     let l = ev("left", "l", t2(), "E-smdown", "smdown.user", "engineering");
     let r = run(&cut, sqs(&[("m2", &l, None)])).await;
-    assert_eq!(failures(&r), ["m2"], "retried until Secrets Manager answers");
+    assert_eq!(
+        failures(&r),
+        ["m2"],
+        "retried until Secrets Manager answers"
+    );
     let a = audit_of(&logs, "m2");
     assert_cut_off_first(&a);
     let s = snapshot(&sdk, "smdown.user").await;
@@ -459,7 +509,10 @@ async fn nothing_planted_survives_and_the_emptied_secret_keeps_no_previous_crede
     let s = snapshot(&sdk, "plant.user").await;
     assert!(s.ssh.is_empty() && s.certs.is_empty(), "{s:?}");
     let actions = audit_of(&logs, "m2")["actions"].to_string();
-    assert!(actions.contains("DeleteSSHPublicKey:") && actions.contains("DeleteSigningCertificate:"), "{actions}");
+    assert!(
+        actions.contains("DeleteSSHPublicKey:") && actions.contains("DeleteSigningCertificate:"),
+        "{actions}"
+    );
     assert_eq!(s.keys.len(), 1, "the stored key stays");
 
     // The leaver empties the secret; the version holding the credentials loses

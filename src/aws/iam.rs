@@ -508,7 +508,10 @@ impl Iam {
         )
         .await?;
         // The UserId goes on the secret (hr:user-id): it finds the user after a rename.
-        Ok(out.user().map(|u| u.user_id().to_owned()).unwrap_or_default())
+        Ok(out
+            .user()
+            .map(|u| u.user_id().to_owned())
+            .unwrap_or_default())
     }
 
     /// The name of the user under `path` whose IAM `UserId` is `user_id`: how a
@@ -578,7 +581,10 @@ impl Iam {
         );
         // moto neither keeps a user's boundary nor implements this call: against an
         // emulator only, "not implemented" is reported as not made (false).
-        match self.unless_unsupported(async { put.await.map(|_| true) }).await {
+        match self
+            .unless_unsupported(async { put.await.map(|_| true) })
+            .await
+        {
             Ok(made) => Ok(made),
             Err(e) => Err(e),
         }

@@ -77,7 +77,11 @@ impl Secrets {
     /// without labels is deprecated: no longer read by stage, removed by Secrets
     /// Manager in time; the secret itself is scheduled for deletion next.)
     pub async fn clear_previous(&self, name: &str, b: &Budget) -> Result<bool, AwsError> {
-        let Some(version) = self.describe(name, b).await?.and_then(|m| m.previous_version) else {
+        let Some(version) = self
+            .describe(name, b)
+            .await?
+            .and_then(|m| m.previous_version)
+        else {
             return Ok(false);
         };
         op!(
