@@ -375,28 +375,23 @@ pub fn tampering(
     secret: Option<&SecretMeta>,
 ) -> Option<String> {
     let limit = now + CLOCK_SKEW;
-    let user = last_event(&u.tags);
-    if let Some(tag) = user.at_tag.filter(|_| user.at.is_none()) {
-        return Some(format!("user {} has an unreadable {TAG_LAST_EVENT_AT} {tag:?}", u.name));
-    }
-    if let Some(at) = user.at.filter(|at| *at > limit) {
-        return Some(format!(
-            "user {}'s {TAG_LAST_EVENT_AT} {} is in the future",
-            u.name,
+    // A last-event time that is unreadable or beyond the skew, on either side.
+    let forged = |whose: &str, last: &LastEvent<'_>| match (last.at_tag, last.at) {
+        (Some(tag), None) => Some(format!("{whose} has an unreadable {TAG_LAST_EVENT_AT} {tag:?}")),
+        (_, Some(at)) if at > limit => Some(format!(
+            "{whose} has {TAG_LAST_EVENT_AT} {} in the future",
             crate::event::format_utc(at)
-        ));
+        )),
+        _ => None,
+    };
+    let user = last_event(&u.tags);
+    if let Some(why) = forged(&format!("user {}", u.name), &user) {
+        return Some(why);
     }
     let meta = secret?;
     let kept = last_event(&meta.tags);
-    if let Some(tag) = kept.at_tag.filter(|_| kept.at.is_none()) {
-        return Some(format!("the secret of user {} has an unreadable {TAG_LAST_EVENT_AT} {tag:?}", u.name));
-    }
-    if let Some(at) = kept.at.filter(|at| *at > limit) {
-        return Some(format!(
-            "the secret of user {} has {TAG_LAST_EVENT_AT} {} in the future",
-            u.name,
-            crate::event::format_utc(at)
-        ));
+    if let Some(why) = forged(&format!("the secret of user {}", u.name), &kept) {
+        return Some(why);
     }
     match (kept.key(), user.key()) {
         (Some(s), Some(us)) if s > us => Some(format!(

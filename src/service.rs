@@ -553,19 +553,9 @@ impl Provisioner {
         // Effective dates (src/schedule.rs): the record may take effect later, be
         // older than a pending schedule, or leave schedules to write afterwards.
         let known = crate::dates::known(&ev_for, &self.config, kms_key, &first.0);
-        let (after, act_as) = match crate::schedule::decide(
-            &ev_for,
-            crate::dates::now(),
-            &self.config.schedule,
-            &pending,
-            &known,
-        ) {
-            Decision::Stale(why) => return Ok(Report::new(Outcome::Stale, Some(why))),
-            Decision::Rejected(why) => return Ok(Report::new(Outcome::Rejected, Some(why))),
-            Decision::Scheduled { steps, due_at } => {
-                return self.scheduled(steps, due_at, &b, log).await;
-            }
-            Decision::Proceed { steps, act_as } => (steps, act_as),
+        let (after, act_as) = match self.effective(&ev_for, &pending, &known, &b, log).await? {
+            Ok(proceed) => proceed,
+            Err(report) => return Ok(report),
         };
         let ev_for = act_as.unwrap_or(ev_for);
         let cx = Context {
@@ -590,6 +580,28 @@ impl Provisioner {
         report.user_name = acted_on;
         report.after = after;
         Ok(report)
+    }
+
+    /// What the record's effective dates decide: go on (with the schedule steps
+    /// to write once the record is applied, and the event to act as), or the
+    /// record's report already (stale, rejected, or scheduled for later).
+    async fn effective(
+        &self,
+        ev: &HrEvent,
+        pending: &crate::schedule::PendingSet,
+        known: &crate::schedule::Known,
+        b: &Budget,
+        log: &ActionLog,
+    ) -> Result<Result<(Vec<SchedStep>, Option<HrEvent>), Report>, ApplyError> {
+        let now = crate::dates::now();
+        Ok(match crate::schedule::decide(ev, now, &self.config.schedule, pending, known) {
+            Decision::Stale(why) => Err(Report::new(Outcome::Stale, Some(why))),
+            Decision::Rejected(why) => Err(Report::new(Outcome::Rejected, Some(why))),
+            Decision::Scheduled { steps, due_at } => {
+                Err(self.scheduled(steps, due_at, b, log).await?)
+            }
+            Decision::Proceed { steps, act_as } => Ok((steps, act_as)),
+        })
     }
 
     /// A record that takes effect later: only its schedules are written now.
@@ -669,19 +681,9 @@ impl Provisioner {
         // Effective dates: a leaver whose end_date is ahead is scheduled, not
         // applied; one delivered by a schedule that was replaced is stale.
         let known = crate::dates::known(ev, &self.config, None, &first.0);
-        let (after, act_as) = match crate::schedule::decide(
-            ev,
-            crate::dates::now(),
-            &self.config.schedule,
-            &pending,
-            &known,
-        ) {
-            Decision::Stale(why) => return Ok(Report::new(Outcome::Stale, Some(why))),
-            Decision::Rejected(why) => return Ok(Report::new(Outcome::Rejected, Some(why))),
-            Decision::Scheduled { steps, due_at } => {
-                return self.scheduled(steps, due_at, &b, log).await;
-            }
-            Decision::Proceed { steps, act_as } => (steps, act_as),
+        let (after, act_as) = match self.effective(ev, &pending, &known, &b, log).await? {
+            Ok(proceed) => proceed,
+            Err(report) => return Ok(report),
         };
         let mut report =
             Box::pin(self.retire_all(act_as.as_ref().unwrap_or(ev), first, depth, &b, log)).await?;

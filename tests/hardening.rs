@@ -2,24 +2,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-
 use common::*;
-
-async fn secret_tags(moto: &Moto, name: &str) -> (BTreeMap<String, String>, bool) {
-    let d = aws_sdk_secretsmanager::Client::new(&moto.sdk().await)
-        .describe_secret()
-        .secret_id(name)
-        .send()
-        .await
-        .expect("describe");
-    let tags = d
-        .tags()
-        .iter()
-        .map(|t| (t.key().unwrap().to_owned(), t.value().unwrap().to_owned()))
-        .collect();
-    (tags, d.deleted_date().is_some())
-}
 
 #[tokio::test]
 async fn a_squatted_secret_rejects_the_joiner_with_nothing_changed() {

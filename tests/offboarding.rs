@@ -314,21 +314,6 @@ async fn a_user_renamed_outside_the_function_is_found_by_its_id_and_retired() {
     assert_eq!(audit_of(&logs, "m4")["outcome"], "failed");
 }
 
-async fn secret_tags(moto: &Moto, name: &str) -> (BTreeMap<String, String>, bool) {
-    let d = aws_sdk_secretsmanager::Client::new(&moto.sdk().await)
-        .describe_secret()
-        .secret_id(name)
-        .send()
-        .await
-        .expect("describe");
-    let tags = d
-        .tags()
-        .iter()
-        .map(|t| (t.key().unwrap().to_owned(), t.value().unwrap().to_owned()))
-        .collect();
-    (tags, d.deleted_date().is_some())
-}
-
 #[tokio::test]
 async fn a_secret_under_an_alias_of_another_key_is_foreign_and_our_alias_is_resolved() {
     let moto = Moto::start();

@@ -618,3 +618,22 @@ pub async fn create_policy(sdk: &SdkConfig, name: &str, document: &str) -> Strin
         .expect("policy ARN")
         .to_owned()
 }
+
+/// A secret's tags and whether its deletion is scheduled.
+pub async fn secret_tags(
+    moto: &Moto,
+    name: &str,
+) -> (std::collections::BTreeMap<String, String>, bool) {
+    let d = aws_sdk_secretsmanager::Client::new(&moto.sdk().await)
+        .describe_secret()
+        .secret_id(name)
+        .send()
+        .await
+        .expect("describe");
+    let tags = d
+        .tags()
+        .iter()
+        .map(|t| (t.key().unwrap().to_owned(), t.value().unwrap().to_owned()))
+        .collect();
+    (tags, d.deleted_date().is_some())
+}
