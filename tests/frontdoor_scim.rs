@@ -355,6 +355,8 @@ async fn scim_errors_and_refusals() {
         (scim_req("POST", "/scim/v2/Bulk", "", None), 501, None),
         (scim_req("GET", "/scim/v2/Nope", "", None), 404, None),
         (scim_req("GET", "/scim/v2/Schemas/urn:nope", "", None), 404, None),
+        (scim_req("POST", "/scim/v2/ServiceProviderConfig", "", None), 405, None),
+        (scim_req("DELETE", "/scim/v2/Schemas", "", None), 405, None),
         ({ let mut r = create(user.clone()); r.body = vec![b' '; 64 * 1024 + 1]; r }, 413, None),
     ];
     for (req, status, scim_type) in cases {

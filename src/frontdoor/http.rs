@@ -288,6 +288,14 @@ impl<S: Store> FrontDoor<S> {
                     _ => Err(ScimError::status(405, format!("{method} is not supported on a User"))),
                 }
             }
+            ("GET", ["ResourceTypes", other]) => {
+                out.route = "scim-discovery";
+                Err(ScimError::status(404, format!("no resource type {}", scim::clip(other))))
+            }
+            (_, ["ServiceProviderConfig" | "ResourceTypes" | "Schemas", ..]) => {
+                out.route = "scim-discovery";
+                Err(ScimError::status(405, "discovery endpoints are read-only (GET)"))
+            }
             ("POST", [".search"]) | ("POST", ["Users", ".search"]) => Err(ScimError::status(
                 501,
                 "POST .search is not supported: use GET /Users?filter=",

@@ -232,6 +232,13 @@ fn set_attr(rec: &mut Record, key: &str, v: &Value) -> Result<(), ScimError> {
         return set_attr(rec, rest, v);
     }
     if key.eq_ignore_ascii_case(SCHEMA_ENTERPRISE) {
+        // Removing the whole extension clears what it carries (the employee id
+        // stays: it is the user's).
+        if v.is_null() {
+            rec.department = None;
+            rec.manager = None;
+            return Ok(());
+        }
         let ext = v.as_object().ok_or_else(|| {
             ScimError::bad("invalidValue", "the enterprise extension must be an object")
         })?;
@@ -252,6 +259,10 @@ fn set_attr(rec: &mut Record, key: &str, v: &Value) -> Result<(), ScimError> {
         "externalid" => rec.employee_id = opt_string("externalId", v)?,
         "active" => rec.active = boolean("active", v)?,
         "emails" => rec.email = primary_email(v)?,
+        "name" if v.is_null() => {
+            rec.first_name = None;
+            rec.last_name = None;
+        }
         "name" => {
             let name = v.as_object().ok_or_else(|| {
                 ScimError::bad("invalidValue", "name must be an object")
@@ -546,7 +557,6 @@ pub fn paging(start: Option<&str>, count: Option<&str>) -> Result<(usize, usize)
 pub fn service_provider_config(base: &str) -> Value {
     json!({
         "schemas": [SCHEMA_SPC],
-        "documentationUrl": "https://github.com/hr-iam-provisioner/hr-iam-provisioner/blob/main/docs/contract.md#10-the-front-door",
         "patch": {"supported": true},
         "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
         "filter": {"supported": true, "maxResults": MAX_RESULTS},
@@ -600,10 +610,13 @@ pub fn schemas(base: &str) -> Vec<Value> {
         "description": "An employee's IAM user (contract section 10)",
         "attributes": [
             attr("userName", "string", json!({"required": true, "uniqueness": "server", "mutability": "immutable", "description": "the IAM user name (lower-cased); never changed"})),
-            attr("externalId", "string", json!({"caseExact": true, "mutability": "immutable", "description": "the HR employee id"})),
+            // Required here (RFC 7643 leaves it to the service provider): it is
+            // the employee id, unless the enterprise employeeNumber is sent.
+            attr("externalId", "string", json!({"required": true, "caseExact": true, "mutability": "immutable", "description": "the HR employee id (or send the enterprise employeeNumber)"})),
             attr("active", "boolean", json!({})),
             attr("name", "complex", json!({"subAttributes": [sub("givenName"), sub("familyName")]})),
-            attr("emails", "complex", json!({"multiValued": true, "subAttributes": [sub("value"), sub("type"), attr("primary", "boolean", json!({}))]})),
+            // Required: the joiner's welcome mail goes to the primary one.
+            attr("emails", "complex", json!({"required": true, "multiValued": true, "subAttributes": [attr("value", "string", json!({"required": true})), sub("type"), attr("primary", "boolean", json!({}))]})),
         ],
         "meta": {"resourceType": "Schema", "location": format!("{base}/Schemas/{SCHEMA_USER}")},
     });
