@@ -172,11 +172,18 @@ async fn webhook_and_scim_requests_reach_iam_through_the_queue() {
         ..Request::default()
     };
     let r = env.door.handle(&req).await;
-    assert_eq!((r.status, json_of(&r)), (202, json!({"event_id": "wh-e2e-1"})));
+    assert_eq!(
+        (r.status, json_of(&r)),
+        (202, json!({"event_id": "wh-e2e-1"}))
+    );
     // A resend within FIFO's 5-minute window is dropped by the queue.
     assert_eq!(env.door.handle(&req).await.status, 202);
     let applied = env.drain().await;
-    assert_eq!(applied.len(), 1, "one event for the signed request and its resend");
+    assert_eq!(
+        applied.len(),
+        1,
+        "one event for the signed request and its resend"
+    );
     let s = snapshot(&sdk, "wh.user").await;
     assert!(s.exists);
     assert_eq!(s.groups, ["developers", "staff"]);
@@ -195,12 +202,21 @@ async fn webhook_and_scim_requests_reach_iam_through_the_queue() {
     });
     let r = env
         .door
-        .handle(&scim("POST", "/scim/v2/Users", "", Some(create), t0 + time::Duration::seconds(10)))
+        .handle(&scim(
+            "POST",
+            "/scim/v2/Users",
+            "",
+            Some(create),
+            t0 + time::Duration::seconds(10),
+        ))
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(json_of(&r)["id"], "scim.user");
     let applied = env.drain().await;
-    assert_eq!(applied[0]["employee"]["manager_email"], "wh.user@example.com", "manager id -> email from IAM");
+    assert_eq!(
+        applied[0]["employee"]["manager_email"], "wh.user@example.com",
+        "manager id -> email from IAM"
+    );
     let s = snapshot(&sdk, "scim.user").await;
     assert_eq!(s.groups, ["sales"]);
     assert!(s.login_profile);
@@ -210,24 +226,43 @@ async fn webhook_and_scim_requests_reach_iam_through_the_queue() {
     // GET answers from IAM's tags.
     let r = env
         .door
-        .handle(&scim("GET", "/scim/v2/Users", "filter=userName%20eq%20%22SCIM.user%22", None, OffsetDateTime::now_utc()))
+        .handle(&scim(
+            "GET",
+            "/scim/v2/Users",
+            "filter=userName%20eq%20%22SCIM.user%22",
+            None,
+            OffsetDateTime::now_utc(),
+        ))
         .await;
     let v = json_of(&r);
     assert_eq!(v["totalResults"], 1, "{}", r.body);
     assert_eq!(v["Resources"][0]["externalId"], "E-SCIM");
-    assert_eq!(v["Resources"][0]["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"]["department"], "sales");
+    assert_eq!(
+        v["Resources"][0]["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"]
+            ["department"],
+        "sales"
+    );
 
     // 3. A mover by PATCH (Okta's shape), then Entra's disable with a string boolean.
     let mover = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
         "Operations": [{"op": "replace", "value": {"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"department": "engineering"}}}]});
     let r = env
         .door
-        .handle(&scim("PATCH", "/scim/v2/Users/scim.user", "", Some(mover), t0 + time::Duration::seconds(20)))
+        .handle(&scim(
+            "PATCH",
+            "/scim/v2/Users/scim.user",
+            "",
+            Some(mover),
+            t0 + time::Duration::seconds(20),
+        ))
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let applied = env.drain().await;
     assert_eq!(applied[0]["event_type"], "employee.changed");
-    assert_eq!(applied[0]["employee"]["email"], "scim.user@example.com", "merged onto IAM's record");
+    assert_eq!(
+        applied[0]["employee"]["email"], "scim.user@example.com",
+        "merged onto IAM's record"
+    );
     let s = snapshot(&sdk, "scim.user").await;
     assert_eq!(s.groups, ["developers", "staff"]);
     assert_eq!(s.keys.len(), 1, "engineering's rule issues a key");
@@ -236,7 +271,13 @@ async fn webhook_and_scim_requests_reach_iam_through_the_queue() {
         "Operations": [{"op": "Replace", "path": "active", "value": "False"}]});
     let r = env
         .door
-        .handle(&scim("PATCH", "/scim/v2/Users/scim.user", "", Some(disable), t0 + time::Duration::seconds(30)))
+        .handle(&scim(
+            "PATCH",
+            "/scim/v2/Users/scim.user",
+            "",
+            Some(disable),
+            t0 + time::Duration::seconds(30),
+        ))
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let applied = env.drain().await;
@@ -246,16 +287,28 @@ async fn webhook_and_scim_requests_reach_iam_through_the_queue() {
     assert!(s.groups.is_empty() && s.keys.is_empty() && !s.login_profile);
     let r = env
         .door
-        .handle(&scim("GET", "/scim/v2/Users/scim.user", "", None, OffsetDateTime::now_utc()))
+        .handle(&scim(
+            "GET",
+            "/scim/v2/Users/scim.user",
+            "",
+            None,
+            OffsetDateTime::now_utc(),
+        ))
         .await;
     assert_eq!(json_of(&r)["active"], false);
 
     // A wrong token and a bad signature reach nothing.
     let mut bad = scim("GET", "/scim/v2/Users", "", None, OffsetDateTime::now_utc());
-    bad.headers = vec![("authorization".into(), "Bearer nope-0123456789abcdef0123456789".into())];
+    bad.headers = vec![(
+        "authorization".into(),
+        "Bearer nope-0123456789abcdef0123456789".into(),
+    )];
     assert_eq!(env.door.handle(&bad).await.status, 401);
     let mut forged = req.clone();
-    forged.headers = vec![("x-hr-signature".into(), format!("t={t},v1={}", "0".repeat(64)))];
+    forged.headers = vec![(
+        "x-hr-signature".into(),
+        format!("t={t},v1={}", "0".repeat(64)),
+    )];
     assert_eq!(env.door.handle(&forged).await.status, 401);
     assert!(env.drain().await.is_empty(), "nothing enqueued");
 
@@ -266,9 +319,19 @@ async fn webhook_and_scim_requests_reach_iam_through_the_queue() {
         .filter(|l| l["front_door"] == json!(true))
         .collect();
     assert_eq!(lines.len(), 9, "{lines:#?}");
-    assert_eq!(lines.iter().filter(|l| l["outcome"] == "refused").count(), 2);
+    assert_eq!(
+        lines.iter().filter(|l| l["outcome"] == "refused").count(),
+        2
+    );
     let text = serde_json::to_string(&lines).unwrap();
-    for value in ["Webhook", "Scim\"", "scim.user@example.com", "sales", TOKEN, KEY] {
+    for value in [
+        "Webhook",
+        "Scim\"",
+        "scim.user@example.com",
+        "sales",
+        TOKEN,
+        KEY,
+    ] {
         assert!(!text.contains(value), "{value} in the audit lines");
     }
     assert!(lines.iter().all(|l| l["audit"] == json!(true)));

@@ -108,7 +108,10 @@ impl<S: Store> FrontDoor<S> {
             self.webhook(req, now, &mut out).await
         } else if path == SCIM_PREFIX || path.starts_with(&format!("{SCIM_PREFIX}/")) {
             out.who = "scim";
-            match self.scim(req, &path[SCIM_PREFIX.len()..], now, &mut out).await {
+            match self
+                .scim(req, &path[SCIM_PREFIX.len()..], now, &mut out)
+                .await
+            {
                 Ok(r) => r,
                 Err(e) => {
                     out.reason = Some(e.detail.clone());
@@ -141,7 +144,10 @@ impl<S: Store> FrontDoor<S> {
             return refuse(
                 413,
                 "body-too-large",
-                format!("the body is {} bytes; the limit is {MAX_BODY_BYTES}", req.body.len()),
+                format!(
+                    "the body is {} bytes; the limit is {MAX_BODY_BYTES}",
+                    req.body.len()
+                ),
             );
         }
         let keys = match self.store.webhook_keys().await {
@@ -252,7 +258,9 @@ impl<S: Store> FrontDoor<S> {
                 let found = scim::schemas(&base)
                     .into_iter()
                     .find(|s| s["id"].as_str() == Some(id.as_str()))
-                    .ok_or_else(|| ScimError::status(404, format!("no schema {}", scim::clip(&id))))?;
+                    .ok_or_else(|| {
+                        ScimError::status(404, format!("no schema {}", scim::clip(&id)))
+                    })?;
                 out.accepted = true;
                 Ok(Response::scim(200, &found))
             }
@@ -285,16 +293,25 @@ impl<S: Store> FrontDoor<S> {
                         };
                         self.update(req, &id, &base, now, out).await
                     }
-                    _ => Err(ScimError::status(405, format!("{method} is not supported on a User"))),
+                    _ => Err(ScimError::status(
+                        405,
+                        format!("{method} is not supported on a User"),
+                    )),
                 }
             }
             ("GET", ["ResourceTypes", other]) => {
                 out.route = "scim-discovery";
-                Err(ScimError::status(404, format!("no resource type {}", scim::clip(other))))
+                Err(ScimError::status(
+                    404,
+                    format!("no resource type {}", scim::clip(other)),
+                ))
             }
             (_, ["ServiceProviderConfig" | "ResourceTypes" | "Schemas", ..]) => {
                 out.route = "scim-discovery";
-                Err(ScimError::status(405, "discovery endpoints are read-only (GET)"))
+                Err(ScimError::status(
+                    405,
+                    "discovery endpoints are read-only (GET)",
+                ))
             }
             ("POST", [".search"]) | ("POST", ["Users", ".search"]) => Err(ScimError::status(
                 501,
@@ -357,7 +374,10 @@ impl<S: Store> FrontDoor<S> {
             .take(count)
             .map(|h| h.resource(base))
             .collect();
-        Ok(Response::scim(200, &scim::list_response(page, total, start)))
+        Ok(Response::scim(
+            200,
+            &scim::list_response(page, total, start),
+        ))
     }
 
     /// Every managed user under the path: one ListUsers pass, then each user's
@@ -427,12 +447,23 @@ impl<S: Store> FrontDoor<S> {
             None => {}
         }
         let manager = self.manager_email(rec.manager.as_deref()).await;
-        self.enqueue(req, EventType::Joined, &id, &employee_id, &rec, manager.as_deref(), held.as_ref(), now, out)
-            .await?;
+        self.enqueue(
+            req,
+            EventType::Joined,
+            &id,
+            &employee_id,
+            &rec,
+            manager.as_deref(),
+            held.as_ref(),
+            now,
+            out,
+        )
+        .await?;
         let mut resource = scim::resource(&rec, &id, base);
         resource["externalId"] = json!(employee_id);
         let mut resp = Response::scim(201, &resource);
-        resp.headers.push(("location".into(), format!("{base}/Users/{id}")));
+        resp.headers
+            .push(("location".into(), format!("{base}/Users/{id}")));
         Ok(resp)
     }
 
@@ -491,12 +522,29 @@ impl<S: Store> FrontDoor<S> {
             Some(m) if held.record().manager.as_deref() == Some(m) => Some(m.clone()),
             m => self.manager_email(m.as_deref()).await,
         };
-        self.enqueue(req, kind, id, &employee_id, &rec, manager.as_deref(), Some(&held), now, out)
-            .await?;
+        self.enqueue(
+            req,
+            kind,
+            id,
+            &employee_id,
+            &rec,
+            manager.as_deref(),
+            Some(&held),
+            now,
+            out,
+        )
+        .await?;
         if req.method == "DELETE" {
             return Ok(Response::empty(204));
         }
-        let mut resource = scim::resource(&Record { manager: manager.clone(), ..rec }, id, base);
+        let mut resource = scim::resource(
+            &Record {
+                manager: manager.clone(),
+                ..rec
+            },
+            id,
+            base,
+        );
         resource["meta"]["created"] = json!(held.created);
         Ok(Response::scim(200, &resource))
     }
@@ -534,7 +582,15 @@ impl<S: Store> FrontDoor<S> {
         let event_id = scim_event_id(req, user, held);
         out.event_id = Some(event_id.clone());
         out.event_type = Some(kind.as_str());
-        let body = scim::event_body(kind, &event_id, &format_utc(now), employee_id, user, rec, manager);
+        let body = scim::event_body(
+            kind,
+            &event_id,
+            &format_utc(now),
+            employee_id,
+            user,
+            rec,
+            manager,
+        );
         let ev = event::parse_body(&body).map_err(|r| ScimError::bad("invalidValue", r.reason))?;
         event::check_window(&ev, now, self.settings.max_event_age_days)
             .map_err(|why| ScimError::bad("invalidValue", why))?;
@@ -560,7 +616,11 @@ pub fn scim_event_id(req: &Request, user: &str, held: Option<&Held>) -> String {
         req.method.as_str(),
         user,
         held.and_then(Held::last_event_id).unwrap_or("-"),
-        if held.is_some_and(|h| !h.active()) { "retired" } else { "active-or-absent" },
+        if held.is_some_and(|h| !h.active()) {
+            "retired"
+        } else {
+            "active-or-absent"
+        },
     ] {
         data.extend_from_slice(part.as_bytes());
         data.push(0);
@@ -578,7 +638,14 @@ fn uuid_from(d: &[u8]) -> String {
     b[6] = (b[6] & 0x0f) | 0x80;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h = webhook::to_hex(&b);
-    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
 }
 
 fn json_body(req: &Request) -> Result<Value, ScimError> {
@@ -588,7 +655,11 @@ fn json_body(req: &Request) -> Result<Value, ScimError> {
 
 /// The webhook's JSON error: a stable `error` code and a sentence.
 fn error(status: u16, code: &str, detail: &str) -> Response {
-    Response::json(status, "application/json", &json!({"error": code, "message": detail}))
+    Response::json(
+        status,
+        "application/json",
+        &json!({"error": code, "message": detail}),
+    )
 }
 
 fn audit(req: &Request, out: &Outcome, status: u16) {
@@ -624,7 +695,10 @@ pub fn percent_decode(s: &str) -> String {
         match b[i] {
             b'+' => out.push(b' '),
             b'%' if i + 2 < b.len() => {
-                match std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                match std::str::from_utf8(&b[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                {
                     Some(x) => {
                         out.push(x);
                         i += 2;

@@ -62,7 +62,9 @@ impl Settings {
             .filter(|p| !p.is_empty())
             .unwrap_or_else(|| "/employees/".to_owned());
         if !(user_path.starts_with('/') && user_path.ends_with('/')) {
-            return Err(format!("USER_PATH must start and end with /, got {user_path:?}"));
+            return Err(format!(
+                "USER_PATH must start and end with /, got {user_path:?}"
+            ));
         }
         let max_event_age_days = match var("MAX_EVENT_AGE_DAYS").as_deref() {
             None | Some("") => 14,
@@ -85,12 +87,15 @@ impl Settings {
 pub fn parse_keys(value: &str) -> Result<Vec<Secret>, String> {
     let trimmed = value.trim();
     let keys: Vec<String> = if trimmed.starts_with('{') {
-        let v: serde_json::Value = serde_json::from_str(trimmed)
-            .map_err(|_| "the secret is not valid JSON".to_owned())?;
+        let v: serde_json::Value =
+            serde_json::from_str(trimmed).map_err(|_| "the secret is not valid JSON".to_owned())?;
         let obj = v
             .as_object()
             .ok_or_else(|| "the secret is not a JSON object".to_owned())?;
-        if let Some(k) = obj.keys().find(|k| !matches!(k.as_str(), "current" | "previous")) {
+        if let Some(k) = obj
+            .keys()
+            .find(|k| !matches!(k.as_str(), "current" | "previous"))
+        {
             return Err(format!(
                 "the secret has key {k:?}; expected only \"current\" and \"previous\""
             ));
@@ -135,19 +140,28 @@ mod tests {
             .unwrap_err()
             .contains("\"next\""));
         assert!(parse_keys("short").unwrap_err().contains("32"));
-        assert!(parse_keys(r#"{"current":""}"#).unwrap_err().contains("no key"));
+        assert!(parse_keys(r#"{"current":""}"#)
+            .unwrap_err()
+            .contains("no key"));
         assert!(parse_keys("{not json").is_err());
         // The error never repeats a key.
-        assert!(!parse_keys("shortsecret").unwrap_err().contains("shortsecret"));
+        assert!(!parse_keys("shortsecret")
+            .unwrap_err()
+            .contains("shortsecret"));
     }
 
     #[test]
     fn settings_defaults_and_refusals() {
         let s = Settings::from_env(|_| None).unwrap();
-        assert_eq!((s.user_path.as_str(), s.max_event_age_days), ("/employees/", 14));
+        assert_eq!(
+            (s.user_path.as_str(), s.max_event_age_days),
+            ("/employees/", 14)
+        );
         assert!(Settings::from_env(|k| (k == "USER_PATH").then(|| "x".to_owned())).is_err());
-        assert!(Settings::from_env(|k| (k == "MAX_EVENT_AGE_DAYS").then(|| "0".to_owned()))
-            .unwrap_err()
-            .contains("MAX_EVENT_AGE_DAYS"));
+        assert!(
+            Settings::from_env(|k| (k == "MAX_EVENT_AGE_DAYS").then(|| "0".to_owned()))
+                .unwrap_err()
+                .contains("MAX_EVENT_AGE_DAYS")
+        );
     }
 }

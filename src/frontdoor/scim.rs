@@ -264,9 +264,9 @@ fn set_attr(rec: &mut Record, key: &str, v: &Value) -> Result<(), ScimError> {
             rec.last_name = None;
         }
         "name" => {
-            let name = v.as_object().ok_or_else(|| {
-                ScimError::bad("invalidValue", "name must be an object")
-            })?;
+            let name = v
+                .as_object()
+                .ok_or_else(|| ScimError::bad("invalidValue", "name must be an object"))?;
             rec.first_name = None;
             rec.last_name = None;
             for (k, v) in name {
@@ -303,7 +303,12 @@ fn set_enterprise(rec: &mut Record, attr: &str, v: &Value) -> Result<(), ScimErr
                 Value::Object(o) => match get_ci(o, "value") {
                     Some(Value::String(s)) => non_empty(s),
                     Some(Value::Null) | None => None,
-                    Some(_) => return Err(ScimError::bad("invalidValue", "manager.value must be a string")),
+                    Some(_) => {
+                        return Err(ScimError::bad(
+                            "invalidValue",
+                            "manager.value must be a string",
+                        ))
+                    }
                 },
                 _ => return Err(ScimError::bad("invalidValue", "manager must be an object")),
             }
@@ -330,11 +335,15 @@ fn primary_email(v: &Value) -> Result<Option<String>, ScimError> {
         e.as_object().and_then(|o| get_ci(o, k)).is_some_and(want)
     };
     let primary = items.iter().find(|e| {
-        is(e, "primary", &|p| p == &json!(true) || p.as_str().is_some_and(|s| s.eq_ignore_ascii_case("true")))
+        is(e, "primary", &|p| {
+            p == &json!(true) || p.as_str().is_some_and(|s| s.eq_ignore_ascii_case("true"))
+        })
     });
-    let work = items
-        .iter()
-        .find(|e| is(e, "type", &|t| t.as_str().is_some_and(|s| s.eq_ignore_ascii_case("work"))));
+    let work = items.iter().find(|e| {
+        is(e, "type", &|t| {
+            t.as_str().is_some_and(|s| s.eq_ignore_ascii_case("work"))
+        })
+    });
     Ok(primary
         .or(work)
         .or(items.first())
@@ -377,7 +386,10 @@ pub fn apply_patch(rec: &mut Record, body: &Value) -> Result<(), ScimError> {
         match (kind.as_str(), path) {
             ("add" | "replace", None) => {
                 let attrs = value.and_then(Value::as_object).ok_or_else(|| {
-                    ScimError::bad("invalidValue", "an operation without path needs an object value")
+                    ScimError::bad(
+                        "invalidValue",
+                        "an operation without path needs an object value",
+                    )
                 })?;
                 for (k, v) in attrs {
                     set_attr(rec, k, v)?;
@@ -385,7 +397,10 @@ pub fn apply_patch(rec: &mut Record, body: &Value) -> Result<(), ScimError> {
             }
             ("add" | "replace", Some(p)) => {
                 let v = value.ok_or_else(|| {
-                    ScimError::bad("invalidValue", format!("{kind} of {} has no value", clip(p)))
+                    ScimError::bad(
+                        "invalidValue",
+                        format!("{kind} of {} has no value", clip(p)),
+                    )
                 })?;
                 set_path(rec, p, v)?;
             }
@@ -410,12 +425,15 @@ fn set_path(rec: &mut Record, path: &str, v: &Value) -> Result<(), ScimError> {
         if !attr.eq_ignore_ascii_case("emails") {
             return Err(ScimError::bad(
                 "invalidPath",
-                format!("value filters are supported on emails only, not {}", clip(path)),
+                format!(
+                    "value filters are supported on emails only, not {}",
+                    clip(path)
+                ),
             ));
         }
-        let (filter, sub) = rest
-            .split_once(']')
-            .ok_or_else(|| ScimError::bad("invalidPath", format!("unclosed [ in {}", clip(path))))?;
+        let (filter, sub) = rest.split_once(']').ok_or_else(|| {
+            ScimError::bad("invalidPath", format!("unclosed [ in {}", clip(path)))
+        })?;
         let f = filter.to_ascii_lowercase().replace(' ', "");
         let known = ["type eq \"work\"", "primary eq true"].map(|k| k.replace(' ', ""));
         if !known.contains(&f) || !(sub.eq_ignore_ascii_case(".value") || sub.is_empty()) {
@@ -505,7 +523,10 @@ pub fn parse_filter(s: &str) -> Result<Filter, ScimError> {
     };
     let s = s.trim();
     let (attr, rest) = s.split_once(char::is_whitespace).ok_or_else(invalid)?;
-    let (op, value) = rest.trim_start().split_once(char::is_whitespace).ok_or_else(invalid)?;
+    let (op, value) = rest
+        .trim_start()
+        .split_once(char::is_whitespace)
+        .ok_or_else(invalid)?;
     if !op.eq_ignore_ascii_case("eq") {
         return Err(invalid());
     }
@@ -515,8 +536,7 @@ pub fn parse_filter(s: &str) -> Result<Filter, ScimError> {
         .and_then(|v| v.strip_suffix('"'))
         .ok_or_else(invalid)?;
     // A JSON string: decodes \" and \\ the way the filter grammar does.
-    let decoded: String =
-        serde_json::from_str(&format!("\"{inner}\"")).map_err(|_| invalid())?;
+    let decoded: String = serde_json::from_str(&format!("\"{inner}\"")).map_err(|_| invalid())?;
     let attr = strip_ci(attr, &format!("{SCHEMA_USER}:")).unwrap_or(attr);
     if attr.eq_ignore_ascii_case("userName") {
         Ok(Filter::UserName(decoded))
@@ -545,13 +565,19 @@ pub fn paging(start: Option<&str>, count: Option<&str>) -> Result<(usize, usize)
         match v {
             None | Some("") => Ok(default),
             Some(s) => s.trim().parse::<i64>().map_err(|_| {
-                ScimError::bad("invalidValue", format!("{name} {:?} is not an integer", clip(s)))
+                ScimError::bad(
+                    "invalidValue",
+                    format!("{name} {:?} is not an integer", clip(s)),
+                )
             }),
         }
     };
     let start = num("startIndex", start, 1)?.max(1);
     let count = num("count", count, MAX_RESULTS as i64)?.clamp(0, MAX_RESULTS as i64);
-    Ok((usize::try_from(start).unwrap_or(1), usize::try_from(count).unwrap_or(0)))
+    Ok((
+        usize::try_from(start).unwrap_or(1),
+        usize::try_from(count).unwrap_or(0),
+    ))
 }
 
 pub fn service_provider_config(base: &str) -> Value {
@@ -641,8 +667,11 @@ pub fn manager_email(v: &str) -> Option<String> {
 }
 
 fn get_ci<'a>(o: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
-    o.get(key)
-        .or_else(|| o.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v))
+    o.get(key).or_else(|| {
+        o.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v)
+    })
 }
 
 fn strip_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
@@ -664,7 +693,10 @@ fn opt_string(name: &str, v: &Value) -> Result<Option<String>, ScimError> {
     match v {
         Value::Null => Ok(None),
         Value::String(s) => Ok(non_empty(s)),
-        _ => Err(ScimError::bad("invalidValue", format!("{name} must be a string"))),
+        _ => Err(ScimError::bad(
+            "invalidValue",
+            format!("{name} must be a string"),
+        )),
     }
 }
 
@@ -674,7 +706,10 @@ fn boolean(name: &str, v: &Value) -> Result<bool, ScimError> {
         Value::Bool(b) => Ok(*b),
         Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(true),
         Value::String(s) if s.eq_ignore_ascii_case("false") => Ok(false),
-        _ => Err(ScimError::bad("invalidValue", format!("{name} must be a boolean"))),
+        _ => Err(ScimError::bad(
+            "invalidValue",
+            format!("{name} must be a boolean"),
+        )),
     }
 }
 
@@ -704,7 +739,10 @@ mod tests {
         ];
         Held {
             user_name: "jane.doe".into(),
-            tags: tags.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect(),
+            tags: tags
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect(),
             created: Some("2026-11-22T09:00:01Z".into()),
         }
     }
@@ -734,7 +772,10 @@ mod tests {
         assert_eq!(rec.department.as_deref(), Some("engineering"));
         assert_eq!(rec.manager.as_deref(), Some("lead"));
         assert!(rec.active, "absent active means active");
-        assert_eq!(id_for("Jane.Doe@Example.com").unwrap(), "jane.doe@example.com");
+        assert_eq!(
+            id_for("Jane.Doe@Example.com").unwrap(),
+            "jane.doe@example.com"
+        );
     }
 
     #[test]
@@ -766,18 +807,66 @@ mod tests {
         // (what, operations, check)
         type Check = fn(&Record) -> bool;
         let cases: Vec<(&str, Value, Check)> = vec![
-            ("Okta: no path, value object", json!([{"op": "replace", "value": {"active": false}}]), |r| !r.active),
-            ("Entra: Replace active \"False\"", json!([{"op": "Replace", "path": "active", "value": "False"}]), |r| !r.active),
-            ("RFC: replace active false", json!([{"op": "replace", "path": "active", "value": false}]), |r| !r.active),
-            ("Entra: reactivate \"True\"", json!([{"op": "Replace", "path": "active", "value": "True"}]), |r| r.active),
-            ("Entra: work email", json!([{"op": "Replace", "path": "emails[type eq \"work\"].value", "value": "new@example.com"}]), |r| r.email.as_deref() == Some("new@example.com")),
-            ("Entra: family name", json!([{"op": "Replace", "path": "name.familyName", "value": "Smith"}]), |r| r.last_name.as_deref() == Some("Smith")),
-            ("Entra: enterprise department", json!([{"op": "Add", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department", "value": "sales"}]), |r| r.department.as_deref() == Some("sales")),
-            ("Entra: manager by id", json!([{"op": "Add", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager", "value": "boss"}]), |r| r.manager.as_deref() == Some("boss")),
-            ("Entra: remove manager", json!([{"op": "Remove", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager"}]), |r| r.manager.is_none()),
-            ("Entra: dotted keys without path", json!([{"op": "Replace", "value": {"name.givenName": "Janet", "displayName": "Janet D"}}]), |r| r.first_name.as_deref() == Some("Janet")),
-            ("Okta: value with enterprise object", json!([{"op": "replace", "value": {SCHEMA_ENTERPRISE: {"department": "sales"}}}]), |r| r.department.as_deref() == Some("sales")),
-            ("Okta: whole emails array", json!([{"op": "replace", "path": "emails", "value": [{"value": "o@example.com", "primary": true}]}]), |r| r.email.as_deref() == Some("o@example.com")),
+            (
+                "Okta: no path, value object",
+                json!([{"op": "replace", "value": {"active": false}}]),
+                |r| !r.active,
+            ),
+            (
+                "Entra: Replace active \"False\"",
+                json!([{"op": "Replace", "path": "active", "value": "False"}]),
+                |r| !r.active,
+            ),
+            (
+                "RFC: replace active false",
+                json!([{"op": "replace", "path": "active", "value": false}]),
+                |r| !r.active,
+            ),
+            (
+                "Entra: reactivate \"True\"",
+                json!([{"op": "Replace", "path": "active", "value": "True"}]),
+                |r| r.active,
+            ),
+            (
+                "Entra: work email",
+                json!([{"op": "Replace", "path": "emails[type eq \"work\"].value", "value": "new@example.com"}]),
+                |r| r.email.as_deref() == Some("new@example.com"),
+            ),
+            (
+                "Entra: family name",
+                json!([{"op": "Replace", "path": "name.familyName", "value": "Smith"}]),
+                |r| r.last_name.as_deref() == Some("Smith"),
+            ),
+            (
+                "Entra: enterprise department",
+                json!([{"op": "Add", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department", "value": "sales"}]),
+                |r| r.department.as_deref() == Some("sales"),
+            ),
+            (
+                "Entra: manager by id",
+                json!([{"op": "Add", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager", "value": "boss"}]),
+                |r| r.manager.as_deref() == Some("boss"),
+            ),
+            (
+                "Entra: remove manager",
+                json!([{"op": "Remove", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager"}]),
+                |r| r.manager.is_none(),
+            ),
+            (
+                "Entra: dotted keys without path",
+                json!([{"op": "Replace", "value": {"name.givenName": "Janet", "displayName": "Janet D"}}]),
+                |r| r.first_name.as_deref() == Some("Janet"),
+            ),
+            (
+                "Okta: value with enterprise object",
+                json!([{"op": "replace", "value": {SCHEMA_ENTERPRISE: {"department": "sales"}}}]),
+                |r| r.department.as_deref() == Some("sales"),
+            ),
+            (
+                "Okta: whole emails array",
+                json!([{"op": "replace", "path": "emails", "value": [{"value": "o@example.com", "primary": true}]}]),
+                |r| r.email.as_deref() == Some("o@example.com"),
+            ),
         ];
         for (what, ops, check) in cases {
             let mut rec = held().record();
@@ -791,24 +880,51 @@ mod tests {
     #[test]
     fn patch_refusals_name_the_scim_type() {
         let cases = [
-            (json!({"Operations": [{"op": "replace", "value": {"active": false}}]}), "invalidSyntax"),
+            (
+                json!({"Operations": [{"op": "replace", "value": {"active": false}}]}),
+                "invalidSyntax",
+            ),
             (patch(json!([])), "invalidSyntax"),
-            (patch(json!([{"op": "move", "path": "active", "value": false}])), "invalidSyntax"),
+            (
+                patch(json!([{"op": "move", "path": "active", "value": false}])),
+                "invalidSyntax",
+            ),
             (patch(json!([{"op": "remove"}])), "noTarget"),
-            (patch(json!([{"op": "remove", "path": "active"}])), "mutability"),
-            (patch(json!([{"op": "replace", "path": "active", "value": "maybe"}])), "invalidValue"),
-            (patch(json!([{"op": "replace", "path": "addresses[type eq \"work\"].locality", "value": "x"}])), "invalidPath"),
-            (patch(json!([{"op": "replace", "value": "not an object"}])), "invalidValue"),
+            (
+                patch(json!([{"op": "remove", "path": "active"}])),
+                "mutability",
+            ),
+            (
+                patch(json!([{"op": "replace", "path": "active", "value": "maybe"}])),
+                "invalidValue",
+            ),
+            (
+                patch(
+                    json!([{"op": "replace", "path": "addresses[type eq \"work\"].locality", "value": "x"}]),
+                ),
+                "invalidPath",
+            ),
+            (
+                patch(json!([{"op": "replace", "value": "not an object"}])),
+                "invalidValue",
+            ),
         ];
         for (body, scim_type) in cases {
             let err = apply_patch(&mut held().record(), &body).unwrap_err();
-            assert_eq!((err.status, err.scim_type), (400, Some(scim_type)), "{body}");
+            assert_eq!(
+                (err.status, err.scim_type),
+                (400, Some(scim_type)),
+                "{body}"
+            );
         }
     }
 
     #[test]
     fn event_type_follows_active_and_iam_state() {
-        let mut r = Record { active: true, ..Record::default() };
+        let mut r = Record {
+            active: true,
+            ..Record::default()
+        };
         assert_eq!(event_type_for(&r, None), EventType::Joined);
         assert_eq!(event_type_for(&r, Some(true)), EventType::Changed);
         assert_eq!(event_type_for(&r, Some(false)), EventType::Joined, "rehire");
@@ -819,13 +935,24 @@ mod tests {
     #[test]
     fn the_event_parses_as_the_provisioner_parses_it() {
         let rec = held().record();
-        let body = event_body(EventType::Changed, "ev-2", "2026-11-23T09:00:00Z", "E1", "jane.doe", &rec, Some("lead@example.com"));
+        let body = event_body(
+            EventType::Changed,
+            "ev-2",
+            "2026-11-23T09:00:00Z",
+            "E1",
+            "jane.doe",
+            &rec,
+            Some("lead@example.com"),
+        );
         let ev = crate::event::parse_body(&body).unwrap();
         assert_eq!(ev.event_type, EventType::Changed);
         assert_eq!(ev.user_name, "jane.doe");
         assert_eq!(ev.employee.employee_id, "E1");
         assert_eq!(ev.employee.department.as_deref(), Some("engineering"));
-        assert_eq!(ev.employee.manager_email.as_deref(), Some("lead@example.com"));
+        assert_eq!(
+            ev.employee.manager_email.as_deref(),
+            Some("lead@example.com")
+        );
     }
 
     #[test]
@@ -840,7 +967,9 @@ mod tests {
         assert_eq!(v["meta"]["location"], "https://h/scim/v2/Users/jane.doe");
         assert_eq!(v["meta"]["lastModified"], "2026-11-22T09:00:00Z");
         let mut retired = held();
-        retired.tags.insert(TAG_STATUS.into(), STATUS_RETIRED.into());
+        retired
+            .tags
+            .insert(TAG_STATUS.into(), STATUS_RETIRED.into());
         assert_eq!(retired.resource("b")["active"], false);
         let mut foreign = held();
         foreign.tags.remove(TAG_MANAGED_BY);
@@ -849,15 +978,35 @@ mod tests {
 
     #[test]
     fn filters() {
-        assert_eq!(parse_filter("userName eq \"a@b.io\""), Ok(Filter::UserName("a@b.io".into())));
-        assert_eq!(parse_filter("username EQ \"x\""), Ok(Filter::UserName("x".into())));
-        assert_eq!(parse_filter("externalId eq \"E 1\""), Ok(Filter::ExternalId("E 1".into())));
+        assert_eq!(
+            parse_filter("userName eq \"a@b.io\""),
+            Ok(Filter::UserName("a@b.io".into()))
+        );
+        assert_eq!(
+            parse_filter("username EQ \"x\""),
+            Ok(Filter::UserName("x".into()))
+        );
+        assert_eq!(
+            parse_filter("externalId eq \"E 1\""),
+            Ok(Filter::ExternalId("E 1".into()))
+        );
         assert_eq!(
             parse_filter("urn:ietf:params:scim:schemas:core:2.0:User:userName eq \"q\\\"t\""),
             Ok(Filter::UserName("q\"t".into()))
         );
-        for bad in ["userName sw \"a\"", "emails[type eq \"work\"].value eq \"a\"", "userName eq a", "displayName eq \"x\"", "userName eq \"a\" and active eq true", ""] {
-            assert_eq!(parse_filter(bad).unwrap_err().scim_type, Some("invalidFilter"), "{bad}");
+        for bad in [
+            "userName sw \"a\"",
+            "emails[type eq \"work\"].value eq \"a\"",
+            "userName eq a",
+            "displayName eq \"x\"",
+            "userName eq \"a\" and active eq true",
+            "",
+        ] {
+            assert_eq!(
+                parse_filter(bad).unwrap_err().scim_type,
+                Some("invalidFilter"),
+                "{bad}"
+            );
         }
     }
 
@@ -867,16 +1016,25 @@ mod tests {
         assert_eq!(paging(Some("0"), Some("2")), Ok((1, 2)));
         assert_eq!(paging(Some("3"), Some("-1")), Ok((3, 0)));
         assert_eq!(paging(Some("1"), Some("100000")), Ok((1, MAX_RESULTS)));
-        assert_eq!(paging(Some("x"), None).unwrap_err().scim_type, Some("invalidValue"));
+        assert_eq!(
+            paging(Some("x"), None).unwrap_err().scim_type,
+            Some("invalidValue")
+        );
     }
 
     #[test]
     fn error_objects_carry_status_as_a_string() {
         let e = ScimError::bad("invalidFilter", "nope").to_json();
-        assert_eq!(e, json!({"schemas": [SCHEMA_ERROR], "status": "400", "scimType": "invalidFilter", "detail": "nope"}));
+        assert_eq!(
+            e,
+            json!({"schemas": [SCHEMA_ERROR], "status": "400", "scimType": "invalidFilter", "detail": "nope"})
+        );
         let e = ScimError::not_found("x").to_json();
         assert_eq!(e["status"], "404");
         assert!(e.get("scimType").is_none());
-        assert_eq!(ScimError::uniqueness("taken").to_json()["scimType"], "uniqueness");
+        assert_eq!(
+            ScimError::uniqueness("taken").to_json()["scimType"],
+            "uniqueness"
+        );
     }
 }

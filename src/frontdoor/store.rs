@@ -112,10 +112,11 @@ impl AwsStore {
                 op: "GetSecretValue",
                 detail: classify("GetSecretValue", e).to_string(),
             })?;
-        let keys = parse_keys(out.secret_string().unwrap_or_default()).map_err(|why| StoreError {
-            op: "GetSecretValue",
-            detail: format!("secret {id}: {why}"),
-        })?;
+        let keys =
+            parse_keys(out.secret_string().unwrap_or_default()).map_err(|why| StoreError {
+                op: "GetSecretValue",
+                detail: format!("secret {id}: {why}"),
+            })?;
         if let Ok(mut cache) = self.cache.lock() {
             cache.insert(id.to_owned(), (Instant::now(), keys.clone()));
         }

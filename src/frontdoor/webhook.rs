@@ -73,7 +73,10 @@ pub fn verify(
     let mut t: Option<i64> = None;
     let mut sigs: Vec<Vec<u8>> = Vec::new();
     for part in header.split(',') {
-        let (k, v) = part.trim().split_once('=').ok_or(SignatureError::Malformed)?;
+        let (k, v) = part
+            .trim()
+            .split_once('=')
+            .ok_or(SignatureError::Malformed)?;
         match k {
             "t" if t.is_none() => {
                 // Digits only: `+5`, ` 5` or `1e9` are not what a signer writes.
