@@ -419,21 +419,19 @@ pub fn apply_patch(rec: &mut Record, body: &Value) -> Result<(), ScimError> {
     Ok(())
 }
 
-/// One PATCH path. Paths with a value filter are understood for `emails` only.
+/// One PATCH path. Value filters are understood on `emails`; on attributes the
+/// record does not keep (addresses, phoneNumbers, ...) the operation is accepted
+/// and has no effect.
 fn set_path(rec: &mut Record, path: &str, v: &Value) -> Result<(), ScimError> {
     if let Some((attr, rest)) = path.split_once('[') {
-        if !attr.eq_ignore_ascii_case("emails") {
-            return Err(ScimError::bad(
-                "invalidPath",
-                format!(
-                    "value filters are supported on emails only, not {}",
-                    clip(path)
-                ),
-            ));
-        }
         let (filter, sub) = rest.split_once(']').ok_or_else(|| {
             ScimError::bad("invalidPath", format!("unclosed [ in {}", clip(path)))
         })?;
+        // Entra's default mappings patch addresses[type eq "work"].formatted,
+        // phoneNumbers[type eq "mobile"].value, ...: not kept, so accepted as is.
+        if !attr.eq_ignore_ascii_case("emails") {
+            return Ok(());
+        }
         let f = filter.to_ascii_lowercase().replace(' ', "");
         let known = ["type eq \"work\"", "primary eq true"].map(|k| k.replace(' ', ""));
         if !known.contains(&f) || !(sub.eq_ignore_ascii_case(".value") || sub.is_empty()) {
@@ -878,6 +876,23 @@ mod tests {
     }
 
     #[test]
+    fn entra_default_mapping_paths_not_kept_are_accepted() {
+        let mut rec = held().record();
+        let before = rec.clone();
+        apply_patch(
+            &mut rec,
+            &patch(json!([
+                {"op": "Add", "path": "addresses[type eq \"work\"].formatted", "value": "1 Main St"},
+                {"op": "Replace", "path": "phoneNumbers[type eq \"mobile\"].value", "value": "555"},
+                {"op": "Replace", "path": "title", "value": "Engineer"},
+                {"op": "Replace", "path": "preferredLanguage", "value": "en-US"}
+            ])),
+        )
+        .unwrap();
+        assert_eq!(rec, before);
+    }
+
+    #[test]
     fn patch_refusals_name_the_scim_type() {
         let cases = [
             (
@@ -900,7 +915,13 @@ mod tests {
             ),
             (
                 patch(
-                    json!([{"op": "replace", "path": "addresses[type eq \"work\"].locality", "value": "x"}]),
+                    json!([{"op": "replace", "path": "emails[type eq \"home\"].value", "value": "x"}]),
+                ),
+                "invalidPath",
+            ),
+            (
+                patch(
+                    json!([{"op": "replace", "path": "phoneNumbers[type eq \"work\"", "value": "x"}]),
                 ),
                 "invalidPath",
             ),
