@@ -631,7 +631,8 @@ async fn list_paging_and_external_id_filter() {
         );
         d.store.apply_last();
     }
-    // An unmanaged user under the path is not listed.
+    // An unmanaged user under the path is counted (one ListUsers pass counts
+    // names) but never shown.
     d.store.users.lock().unwrap().insert(
         "foreign".into(),
         Held {
@@ -654,9 +655,26 @@ async fn list_paging_and_external_id_filter() {
             v["startIndex"].clone(),
             v["itemsPerPage"].clone()
         ),
-        (json!(5), json!(2), json!(2))
+        (json!(6), json!(2), json!(2))
     );
-    assert_eq!(v["Resources"][0]["id"], "u1");
+    assert_eq!(
+        v["Resources"][0]["id"], "u0",
+        "names sorted: foreign, u0, u1, ..."
+    );
+    let v = json_of(
+        &d.handle(&scim_req(
+            "GET",
+            "/scim/v2/Users",
+            "startIndex=1&count=2",
+            None,
+        ))
+        .await,
+    );
+    let ids: Vec<&str> = v["Resources"]
+        .as_array()
+        .map(|r| r.iter().filter_map(|u| u["id"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(ids, ["u0"], "the unmanaged user is not shown");
     let v = json_of(
         &d.handle(&scim_req("GET", "/scim/v2/Users", "count=0", None))
             .await,
@@ -666,7 +684,7 @@ async fn list_paging_and_external_id_filter() {
             v["totalResults"].clone(),
             v["Resources"].as_array().map(Vec::len)
         ),
-        (json!(5), Some(0))
+        (json!(6), Some(0))
     );
     let v = json_of(
         &d.handle(&scim_req(

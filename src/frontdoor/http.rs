@@ -365,7 +365,26 @@ impl<S: Store> FrontDoor<S> {
                     .filter(|h| h.employee_id() == Some(eid.as_str()))
                     .collect(),
             },
-            None => self.all_managed().await.map_err(unavailable)?,
+            None => {
+                // Unfiltered (Okta's connection test, an import): one ListUsers
+                // pass counts the users under the path, and only the page's users
+                // are read (GetUser each), so the calls grow with `count`, not
+                // with the account. An unmanaged user under the path (the audit's
+                // unmanaged-in-path) is counted but not shown.
+                let names = self.store.user_names().await.map_err(unavailable)?;
+                let mut page = Vec::new();
+                for n in names.iter().skip(start - 1).take(count) {
+                    if let Some(h) = self.store.user(n).await.map_err(unavailable)? {
+                        if h.managed() {
+                            page.push(h.resource(base));
+                        }
+                    }
+                }
+                return Ok(Response::scim(
+                    200,
+                    &scim::list_response(page, names.len(), start),
+                ));
+            }
         };
         let total = matches.len();
         let page: Vec<Value> = matches
