@@ -10,6 +10,18 @@ target="${CARGO_TARGET_DIR:-$root/target}"
 bash scripts/venv.sh
 py="$root/.venv/bin/python"
 
+# `--front-door [--debug]`: issue 20 only, the front door's requests/s and p99 of one
+# instance through the 40 ms proxy (bench/front_door.py; section front-door of
+# bench/results.md). --debug measures the debug build instead of the release one.
+if [ "${1:-}" = "--front-door" ]; then
+  shift
+  profile=release
+  if [ "${1:-}" = "--debug" ]; then shift; profile=debug; fi
+  echo "== cargo build --$profile --bin front-door" >&2
+  if [ "$profile" = release ]; then cargo build --release --bin front-door >&2; else cargo build --bin front-door >&2; fi
+  exec "$py" bench/front_door.py --binary "$target/$profile/front-door" "$@"
+fi
+
 echo "== cargo build --release --bin bootstrap" >&2
 cargo build --release --bin bootstrap >&2
 

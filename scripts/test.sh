@@ -15,6 +15,9 @@ bash scripts/fault-suite.sh
 # Acquisition day in small: K=3 instances, 30 joiners, IAM at 10 calls/s through a
 # FIFO queue with its DLQ; fails on any record dead-lettered or applied twice.
 bash scripts/load.sh --ci
+# A SCIM client that is not ours (python-scim's scim2-client and scim2-tester)
+# against the local front door over moto. Ends with "scim-check: ...".
+bash scripts/test-front-door-scim.sh
 # The event schema against every sample, the contract's links and lists.
 bash scripts/check-docs.sh
 # cfn-lint, checkov, parliament and the template tests.

@@ -12,6 +12,7 @@ pub mod batch;
 pub mod config;
 pub mod dates;
 pub mod event;
+pub mod frontdoor;
 pub mod logging;
 pub mod password;
 pub mod plan;

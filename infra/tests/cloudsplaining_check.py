@@ -42,6 +42,7 @@ BOUNDARY = "EmployeeBoundaryPolicy"
 TARGETS = {
     "ProvisionerRole": {"ProvisionerRole", "ProvisionerKmsPolicy", "ProvisionerGuardrailsPolicy"},
     "AuditRole": {"AuditRole"},
+    "FrontDoorRole": {"FrontDoorRole"},
     BOUNDARY: {BOUNDARY},
     "DenyAllPolicy": {"DenyAllPolicy"},
     "BaselineGroup": {"BaselineGroup"},

@@ -148,6 +148,9 @@ class Resolver:
             return self._prop(name, "LogGroupName", generated)
         if rtype == "AWS::Scheduler::ScheduleGroup":
             return self._prop(name, "Name", generated)
+        if rtype == "AWS::SecretsManager::Secret":
+            sname = self._prop(name, "Name", generated)
+            return f"arn:{part}:secretsmanager:{region}:{acct}:secret:{sname}-AbCdEf"
         return generated
 
     def get_att(self, name: str, attr: str) -> Any:

@@ -993,7 +993,7 @@ def test_observability_key_lets_logs_encrypt_both_log_groups(template, resolver)
     (logs,) = [s for s in key["KeyPolicy"]["Statement"] if s["Principal"] == {"Service": f"logs.{REGION}.amazonaws.com"}]
     arns = set(as_list(logs["Condition"]["StringEquals"]["kms:EncryptionContext:aws:logs:arn"]))
     assert arns == {f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{resolver.ref(lg)}"
-                    for lg in ("ProvisionerLogGroup", "AuditLogGroup")}
+                    for lg in ("ProvisionerLogGroup", "AuditLogGroup", "FrontDoorLogGroup")}
 
 
 def test_saved_queries_over_the_audit_trail(template, resolver):
@@ -1044,7 +1044,9 @@ def test_only_the_hr_sender_may_send(template, resolver):
     doc = resolved(template, RedrivePrincipalArn="").resolve(
         template["Resources"]["HrEventQueuePolicy"]["Properties"]["PolicyDocument"])
     (others,) = [s for s in doc["Statement"] if s.get("Sid") == "DenySendFromAnyoneElse"]
-    assert others["Condition"]["ArnNotEquals"]["aws:PrincipalArn"] == [sender, scheduler]
+    # The HR sender, the stack's scheduler (section 9) and the front door (section 10) only.
+    assert others["Condition"]["ArnNotEquals"]["aws:PrincipalArn"] == [
+        sender, scheduler, resolver.get_att("FrontDoorRole", "Arn")]
 
 
 def test_secrets_key_policy(template):

@@ -22,6 +22,9 @@ info string, ```sh test=ID, and ID says what this file does with it:
   demo-excerpt                a part of the demo's output, quoted in the README
   by-hand                     slow: run with bash (ports and /tmp path replaced by free
                               ones), then the user it made is checked
+  sign-webhook                slow: the webhook signing recipe, run with python against
+                              the front door served locally (scripts/front_door_local.py)
+                              over moto; the answer is 202 and the provisioner made the user
   not-run:<why>               NOT run: `not-run:needs-aws` (sam build / sam deploy need
                               an AWS account and the SAM CLI: only syntax-checked, and
                               checked to be the commands of infra/README.md);
@@ -62,7 +65,7 @@ SCHEMA = json.loads((ROOT / "docs" / "event.schema.json").read_text())
 
 FENCE = re.compile(r"^```([A-Za-z0-9_+-]*)([^\n]*)\n(.*?)^```[ \t]*$", re.M | re.S)
 KNOWN_TAGS = {"event-joined", "event-left", "send-cli", "send-boto3", "read-secret",
-              "run-demo", "demo-excerpt", "by-hand", "audit-readonly"}
+              "run-demo", "demo-excerpt", "by-hand", "audit-readonly", "sign-webhook"}
 
 
 def fenced(text):
@@ -474,3 +477,47 @@ def test_by_hand(tmp_path):
     assert re.search(r'"batchItemFailures":\s*\[\]', out), out
     assert "groups: developers, staff" in out
     assert re.search(r"access keys: AKIA[A-Z0-9]{16} \(active\)", out), out
+
+
+@pytest.mark.slow
+@slow
+def test_sign_webhook_against_the_front_door(aws_env, tmp_path):
+    """The README's signing recipe, unchanged, against the real front door (the debug
+    binaries behind the Lambda Runtime API, scripts/front_door_local.py) over moto."""
+    for binary in ("front-door", "bootstrap"):
+        if not (ROOT / "target" / "debug" / binary).exists():
+            subprocess.run(["cargo", "build", "--bin", binary], cwd=ROOT, check=True)
+    endpoint = aws_env["AWS_ENDPOINT_URL"]
+    subprocess.run([str(VENV_BIN / "python"), "scripts/moto_seed.py", endpoint, "it@example.com"],
+                   cwd=ROOT, check=True, capture_output=True)
+    port = free_port()
+    local = subprocess.Popen([str(VENV_BIN / "python"), "scripts/front_door_local.py", "--endpoint", endpoint,
+                              "--port", str(port), "--dir", str(tmp_path / "fd"), "--sync"],
+                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(300):
+            if (tmp_path / "fd" / "ready").exists():
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the front door did not start")
+        event = json.loads(block("event-joined"))
+        event["occurred_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        (tmp_path / "event.json").write_text(json.dumps(event))
+        (tmp_path / "sign.py").write_text(block("sign-webhook"))
+        key = json.loads((tmp_path / "fd" / "keys.json").read_text())["webhook"]
+        r = subprocess.run([str(VENV_BIN / "python"), "sign.py"], cwd=tmp_path, capture_output=True, text=True,
+                           env={**aws_env, "WEBHOOK_KEY": key, "FRONT_DOOR_URL": f"http://127.0.0.1:{port}/"},
+                           timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout) == {"event_id": event["event_id"]}
+        user = client("iam", aws_env).get_user(UserName=event["employee"]["username"])["User"]
+        assert {"Key": "hr:employee-id", "Value": event["employee"]["employee_id"]} in user["Tags"]
+        # The wrong key: 401, named.
+        r = subprocess.run([str(VENV_BIN / "python"), "sign.py"], cwd=tmp_path, capture_output=True, text=True,
+                           env={**aws_env, "WEBHOOK_KEY": "x" * 40, "FRONT_DOOR_URL": f"http://127.0.0.1:{port}/"},
+                           timeout=120)
+        assert r.returncode != 0 and "401" in r.stderr
+    finally:
+        local.terminate()
+        local.wait(30)
