@@ -68,8 +68,12 @@ fn aws_provisioner(iam: Iam, sm: Sm, ses: Ses) -> Provisioner {
 fn joiner(user: &str) -> SqsEvent {
     let mut m = SqsMessage::default();
     m.message_id = Some("m1".into());
+    // An hour ago: inside the time window whenever the test runs.
+    let at = (time::OffsetDateTime::now_utc() - time::Duration::hours(1))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
     m.body = Some(format!(
-        r#"{{"event_id":"e1","event_type":"employee.joined","occurred_at":"2026-11-22T09:00:00Z",
+        r#"{{"event_id":"e1","event_type":"employee.joined","occurred_at":"{at}",
             "employee":{{"employee_id":"E1","email":"{user}@example.com"}}}}"#
     ));
     let mut ev = SqsEvent::default();
