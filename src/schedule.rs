@@ -368,13 +368,11 @@ pub fn decide(
     let source = source_of(ev);
     // Older than what the user says: the planner reports it (stale, or a stale
     // leaver on an active user); its schedules are not touched.
-    if known.applied.as_ref().is_some_and(|a| *a > ev.key()) {
-        if ev.schedule.is_none() {
-            return Decision::Proceed {
-                steps: Vec::new(),
-                act_as: None,
-            };
-        }
+    if ev.schedule.is_none() && known.applied.as_ref().is_some_and(|a| *a > ev.key()) {
+        return Decision::Proceed {
+            steps: Vec::new(),
+            act_as: None,
+        };
     }
     if let (Some(f), Some(a)) = (&ev.schedule, &known.applied) {
         if f.by < *a {

@@ -175,11 +175,14 @@ def test_parameters_named_exist_and_the_required_ones_are_named():
 def test_the_queue_is_fifo_grouped_and_only_the_hr_sender_may_send():
     t = template()["Resources"]
     q = t["HrEventQueue"]["Properties"]
-    assert q["FifoQueue"] is True and q["ContentBasedDeduplication"] is False
+    # Content-based deduplication for the stack's own schedules (contract section 9);
+    # HR's explicit deduplication id still wins (infra/README.md).
+    assert q["FifoQueue"] is True and q["ContentBasedDeduplication"] is True
     assert q["RedrivePolicy"]["maxReceiveCount"] == 5  # "5 in the stack"
     policy = t["HrEventQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
     allow = [s for s in policy if s["Effect"] == "Allow"]
-    assert [s["Principal"]["AWS"] for s in allow] == [{"Ref": "HrSenderPrincipalArn"}]
+    assert [s["Principal"]["AWS"] for s in allow] == [{"Ref": "HrSenderPrincipalArn"},
+                                                      {"GetAtt": "SchedulerRole.Arn"}]
     assert template()["Outputs"]["HrQueueUrl"]["Value"] == {"Ref": "HrEventQueue"}
     assert "SecretReadersThroughSecretsManager" in json.dumps(t["SecretsKey"])
 
@@ -207,7 +210,7 @@ def test_every_variable_of_the_contract_is_in_the_configuration_table():
 def test_every_outcome_is_explained():
     table = README[README.index("## Outcomes"):README.index("## How HR sends")]
     outcomes = set(re.findall(r"^\| `([a-z]+)`", table, re.M))
-    assert outcomes == {"applied", "unchanged", "stale", "rejected", "failed", "planned"}
+    assert outcomes == {"applied", "unchanged", "stale", "rejected", "failed", "planned", "scheduled"}
 
 
 def test_rust_version_is_the_declared_one():
@@ -447,7 +450,9 @@ def test_demo(tmp_path):
         audits = [line[len("audit: "):] for line in part.splitlines() if line.startswith("audit: ")]
         assert audits and all(json.loads(a)["audit"] is True for a in audits)
         assert "\nAWS:" in part and "\nmail:" in part
-    assert first.count("mail:  to ") == 3
+    # Three from the first seven steps, then the hire delivered by its schedule and
+    # the contractor.
+    assert first.count("mail:  to ") == 5
     assert not re.search(r"AKIA[A-Z0-9]{16}", first), "a raw access key id in the output"
 
 
