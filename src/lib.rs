@@ -11,6 +11,7 @@ pub mod aws;
 pub mod batch;
 pub mod config;
 pub mod event;
+pub mod lifecycle;
 pub mod logging;
 pub mod password;
 pub mod plan;
