@@ -336,8 +336,15 @@ mod tests {
         assert_eq!((c.key_max_age_days, c.mfa_grace_days), (90, 7));
         assert_eq!((c.unused_disable_days, c.key_rotation_grace_days), (45, 7));
         let c = cfg(&[("KEY_MAX_AGE_DAYS", "5")]).unwrap();
-        assert_eq!(c.key_rotation_grace_days, 4, "the grace fits in the key's age");
-        let c = cfg(&[("KEY_ROTATION_GRACE_DAYS", "89"), ("UNUSED_DISABLE_DAYS", "1")]).unwrap();
+        assert_eq!(
+            c.key_rotation_grace_days, 4,
+            "the grace fits in the key's age"
+        );
+        let c = cfg(&[
+            ("KEY_ROTATION_GRACE_DAYS", "89"),
+            ("UNUSED_DISABLE_DAYS", "1"),
+        ])
+        .unwrap();
         assert_eq!((c.key_rotation_grace_days, c.unused_disable_days), (89, 1));
     }
 
@@ -399,8 +406,14 @@ mod tests {
             (&[("KEY_MAX_AGE_DAYS", "0")], "KEY_MAX_AGE_DAYS"),
             (&[("MFA_GRACE_DAYS", "-1")], "MFA_GRACE_DAYS"),
             (&[("UNUSED_DISABLE_DAYS", "0")], "UNUSED_DISABLE_DAYS"),
-            (&[("KEY_ROTATION_GRACE_DAYS", "90")], "KEY_ROTATION_GRACE_DAYS"),
-            (&[("KEY_ROTATION_GRACE_DAYS", "-1")], "KEY_ROTATION_GRACE_DAYS"),
+            (
+                &[("KEY_ROTATION_GRACE_DAYS", "90")],
+                "KEY_ROTATION_GRACE_DAYS",
+            ),
+            (
+                &[("KEY_ROTATION_GRACE_DAYS", "-1")],
+                "KEY_ROTATION_GRACE_DAYS",
+            ),
         ];
         for (pairs, var) in cases {
             let e = cfg(pairs).unwrap_err();

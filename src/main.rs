@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use aws_config::SdkConfig;
 use aws_lambda_events::event::sqs::SqsBatchResponse;
-use hr_iam_provisioner::batch::deadline_from;
 use hr_iam_provisioner::aws::Budget;
+use hr_iam_provisioner::batch::deadline_from;
 use hr_iam_provisioner::config::Config;
 use hr_iam_provisioner::lifecycle::run::Writer;
 use hr_iam_provisioner::review::lambda::{dispatch, scheduled, Invocation, Response};
@@ -57,12 +57,9 @@ async fn main() -> Result<(), Error> {
                     let budget = Budget::until(deadline);
                     let reader = Reader::new(sdk, deadline);
                     // Boxed: the SDK's nested futures are too deep to lay out inline.
-                    let outcomes = Box::pin(writer.run(
-                        &reader,
-                        time::OffsetDateTime::now_utc(),
-                        &budget,
-                    ))
-                    .await?;
+                    let outcomes =
+                        Box::pin(writer.run(&reader, time::OffsetDateTime::now_utc(), &budget))
+                            .await?;
                     let failed = outcomes.iter().filter(|o| o.error.is_some()).count();
                     // An invocation error, so the function's Errors alarm sees it;
                     // each failed user was logged at ERROR, and the next run

@@ -478,7 +478,11 @@ async fn clean_then_every_kind_of_drift() {
         .arn()
         .unwrap()
         .to_owned();
-    iam.create_group().group_name("admins").send().await.unwrap();
+    iam.create_group()
+        .group_name("admins")
+        .send()
+        .await
+        .unwrap();
     iam.attach_group_policy()
         .group_name("admins")
         .policy_arn(&god)
@@ -588,7 +592,14 @@ async fn clean_then_every_kind_of_drift() {
     let mut rows = ::csv::Reader::from_reader(csv.out.as_bytes());
     assert_eq!(
         rows.headers().unwrap().iter().collect::<Vec<_>>(),
-        ["code", "user_name", "secret_name", "detail", "severity", "controls"]
+        [
+            "code",
+            "user_name",
+            "secret_name",
+            "detail",
+            "severity",
+            "controls"
+        ]
     );
     let csv_rows_all: Vec<_> = ::csv::Reader::from_reader(csv.out.as_bytes())
         .records()
@@ -660,9 +671,8 @@ async fn calls_do_not_grow_with_users() {
     // call each per managed user, and nothing else grows.
     assert_eq!(calls(&small, "ListSSHPublicKeys"), 9);
     assert_eq!(calls(&big, "ListSSHPublicKeys"), 90);
-    let per_user = |v: &Value| {
-        calls(v, "ListSSHPublicKeys") + calls(v, "ListServiceSpecificCredentials")
-    };
+    let per_user =
+        |v: &Value| calls(v, "ListSSHPublicKeys") + calls(v, "ListServiceSpecificCredentials");
     assert!(calls(&big, "ListServiceSpecificCredentials") >= 90);
     assert!(
         big["calls"]["total"].as_u64().unwrap() - per_user(&big)

@@ -74,7 +74,9 @@ async fn secret(moto: &Moto, user: &str) -> (SecretDoc, Vec<(String, String)>) {
 }
 
 fn tag<'a>(tags: &'a [(String, String)], k: &str) -> Option<&'a str> {
-    tags.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str())
+    tags.iter()
+        .find(|(key, _)| key == k)
+        .map(|(_, v)| v.as_str())
 }
 
 async fn login_profile(moto: &Moto, user: &str) -> bool {
@@ -99,10 +101,12 @@ async fn a_key_is_rotated_end_to_end_and_a_mover_in_the_grace_keeps_both() {
     let moto = Moto::start();
     moto.seed().await;
     // Unused credentials are not this test's subject: a long threshold.
-    let p = moto
-        .provisioner(&[("UNUSED_DISABLE_DAYS", "3650")])
-        .await;
-    let r = run(&p, sqs(&[("m1", &joined("ev-1", t1(), "jane.doe", "engineering"), None)])).await;
+    let p = moto.provisioner(&[("UNUSED_DISABLE_DAYS", "3650")]).await;
+    let r = run(
+        &p,
+        sqs(&[("m1", &joined("ev-1", t1(), "jane.doe", "engineering"), None)]),
+    )
+    .await;
     assert!(failures(&r).is_empty());
     let before = keys(&moto, "jane.doe").await;
     assert_eq!(before.len(), 1);
@@ -110,7 +114,9 @@ async fn a_key_is_rotated_end_to_end_and_a_mover_in_the_grace_keeps_both() {
     let now = OffsetDateTime::now_utc();
 
     // Young key: nothing to do, and no per-user write.
-    assert!(lifecycle(&moto, &p, now + time::Duration::days(82)).await.is_empty());
+    assert!(lifecycle(&moto, &p, now + time::Duration::days(82))
+        .await
+        .is_empty());
 
     // 83 days = KEY_MAX_AGE_DAYS 90 - grace 7: a new key, stored with the old one.
     let mails_before = mails_to(&moto, "jane.doe@example.com").len();
@@ -140,23 +146,48 @@ async fn a_key_is_rotated_end_to_end_and_a_mover_in_the_grace_keeps_both() {
     assert_eq!(mails.len(), mails_before + 1);
     let mail = mails.last().unwrap().to_string();
     assert!(mail.contains("new AWS access key"), "{mail}");
-    assert!(!mail.contains(&new) && !mail.contains(&old), "no key id in the mail");
+    assert!(
+        !mail.contains(&new) && !mail.contains(&old),
+        "no key id in the mail"
+    );
     let secret_key = doc.secret_access_key.as_ref().unwrap().expose().to_owned();
     assert!(!mail.contains(&secret_key));
 
     // HR's mover during the grace: the core keeps the previous key (it is in the
     // secret), and the secret keeps it too.
-    let r = run(&p, sqs(&[("m2", &body("changed", "ev-2", t2(), "E-jane.doe", "jane.doe", "engineering"), None)])).await;
+    let r = run(
+        &p,
+        sqs(&[(
+            "m2",
+            &body(
+                "changed",
+                "ev-2",
+                t2(),
+                "E-jane.doe",
+                "jane.doe",
+                "engineering",
+            ),
+            None,
+        )]),
+    )
+    .await;
     assert!(failures(&r).is_empty());
     assert_eq!(keys(&moto, "jane.doe").await.len(), 2);
     let (doc, _) = secret(&moto, "jane.doe").await;
     assert_eq!(doc.previous_access_key_id.as_deref(), Some(old.as_str()));
 
     // A day later: in the grace, nothing, and the mail is not repeated.
-    assert!(lifecycle(&moto, &p, now + time::Duration::days(1)).await.is_empty());
+    assert!(lifecycle(&moto, &p, now + time::Duration::days(1))
+        .await
+        .is_empty());
     // Grace over (7 days after the new key, created moments after `now`): old key
     // deactivated, deleted, dropped.
-    let out = lifecycle(&moto, &p, now + time::Duration::days(7) + time::Duration::minutes(5)).await;
+    let out = lifecycle(
+        &moto,
+        &p,
+        now + time::Duration::days(7) + time::Duration::minutes(5),
+    )
+    .await;
     assert_eq!(
         out[0].actions,
         [
@@ -170,9 +201,14 @@ async fn a_key_is_rotated_end_to_end_and_a_mover_in_the_grace_keeps_both() {
     assert_eq!(doc.access_key_id.as_deref(), Some(new.as_str()));
     assert!(doc.previous_access_key_id.is_none() && doc.previous_secret_access_key.is_none());
     assert_eq!(tag(&tags, "hr:previous-access-key-id"), None);
-    assert_eq!(mails_to(&moto, "jane.doe@example.com").len(), mails_before + 1);
+    assert_eq!(
+        mails_to(&moto, "jane.doe@example.com").len(),
+        mails_before + 1
+    );
     // Converged: the next run has nothing to do.
-    assert!(lifecycle(&moto, &p, now + time::Duration::days(8)).await.is_empty());
+    assert!(lifecycle(&moto, &p, now + time::Duration::days(8))
+        .await
+        .is_empty());
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -181,12 +217,18 @@ async fn unused_credentials_are_disabled_and_hrs_next_mover_restores_them() {
     moto.seed().await;
     // No rotation here: keys may live ten years.
     let p = moto.provisioner(&[("KEY_MAX_AGE_DAYS", "3650")]).await;
-    let r = run(&p, sqs(&[("m1", &joined("ev-1", t1(), "jane.doe", "engineering"), None)])).await;
+    let r = run(
+        &p,
+        sqs(&[("m1", &joined("ev-1", t1(), "jane.doe", "engineering"), None)]),
+    )
+    .await;
     assert!(failures(&r).is_empty());
     let old = keys(&moto, "jane.doe").await[0].0.clone();
     let now = OffsetDateTime::now_utc();
     // 44 days without use: still fine (moto records no use: counted from creation).
-    assert!(lifecycle(&moto, &p, now + time::Duration::days(44)).await.is_empty());
+    assert!(lifecycle(&moto, &p, now + time::Duration::days(44))
+        .await
+        .is_empty());
     let out = lifecycle(&moto, &p, now + time::Duration::days(46)).await;
     assert_eq!(out.len(), 1);
     assert_eq!(
@@ -198,18 +240,42 @@ async fn unused_credentials_are_disabled_and_hrs_next_mover_restores_them() {
         ],
         "{out:?}"
     );
-    assert!(out[0].reasons.iter().any(|r| r.contains("45 days")), "{out:?}");
+    assert!(
+        out[0].reasons.iter().any(|r| r.contains("45 days")),
+        "{out:?}"
+    );
     assert_eq!(keys(&moto, "jane.doe").await, vec![(old.clone(), false)]);
     assert!(!login_profile(&moto, "jane.doe").await);
     let (doc, _) = secret(&moto, "jane.doe").await;
     assert!(doc.password.is_none());
-    assert_eq!(doc.access_key_id.as_deref(), Some(old.as_str()), "the inactive key stays stored");
+    assert_eq!(
+        doc.access_key_id.as_deref(),
+        Some(old.as_str()),
+        "the inactive key stays stored"
+    );
     // Disabled things stay disabled: the next run changes nothing.
-    assert!(lifecycle(&moto, &p, now + time::Duration::days(47)).await.is_empty());
+    assert!(lifecycle(&moto, &p, now + time::Duration::days(47))
+        .await
+        .is_empty());
 
     // HR's next employee.changed restores: a new password and login profile, and
     // the inactive key replaced by a fresh active one.
-    let r = run(&p, sqs(&[("m2", &body("changed", "ev-2", t2(), "E-jane.doe", "jane.doe", "engineering"), None)])).await;
+    let r = run(
+        &p,
+        sqs(&[(
+            "m2",
+            &body(
+                "changed",
+                "ev-2",
+                t2(),
+                "E-jane.doe",
+                "jane.doe",
+                "engineering",
+            ),
+            None,
+        )]),
+    )
+    .await;
     assert!(failures(&r).is_empty());
     assert!(login_profile(&moto, "jane.doe").await);
     let after = keys(&moto, "jane.doe").await;

@@ -77,13 +77,27 @@ async fn the_review_opens_in_chromium_and_links_every_managers_page() {
     moto.seed().await;
     let p = moto.provisioner(&[]).await;
     let records = [
-        ("m1", event("ev-1", "jane.doe", "engineering", "lead@example.com")),
-        ("m2", event("ev-2", "john.roe", "engineering", "lead@example.com")),
-        ("m3", event("ev-3", "sam.sales", "sales", "sales.lead@example.com")),
-        ("m4", event("ev-4", "olga.ops", "ops", "ops-manager@example.com")),
+        (
+            "m1",
+            event("ev-1", "jane.doe", "engineering", "lead@example.com"),
+        ),
+        (
+            "m2",
+            event("ev-2", "john.roe", "engineering", "lead@example.com"),
+        ),
+        (
+            "m3",
+            event("ev-3", "sam.sales", "sales", "sales.lead@example.com"),
+        ),
+        (
+            "m4",
+            event("ev-4", "olga.ops", "ops", "ops-manager@example.com"),
+        ),
     ];
-    let batch: Vec<(&str, &str, Option<&str>)> =
-        records.iter().map(|(m, b)| (*m, b.as_str(), None)).collect();
+    let batch: Vec<(&str, &str, Option<&str>)> = records
+        .iter()
+        .map(|(m, b)| (*m, b.as_str(), None))
+        .collect();
     let r = run(&p, sqs(&batch)).await;
     assert!(failures(&r).is_empty());
 
@@ -125,10 +139,15 @@ async fn the_review_opens_in_chromium_and_links_every_managers_page() {
     let csv = std::fs::read_to_string(dir.join("lead@example.com.csv")).unwrap();
     assert_eq!(csv.lines().count(), 3, "{csv}");
     assert!(csv.contains("jane.doe") && csv.contains("john.roe") && !csv.contains("sam.sales"));
-    for (name, text) in names.iter().filter(|n| n.ends_with(".html")).map(|n| {
-        (n, std::fs::read_to_string(dir.join(n)).unwrap())
-    }) {
-        assert!(!text.contains("<script") && !text.contains("http://") && !text.contains("https://"), "{name} loads nothing");
+    for (name, text) in names
+        .iter()
+        .filter(|n| n.ends_with(".html"))
+        .map(|n| (n, std::fs::read_to_string(dir.join(n)).unwrap()))
+    {
+        assert!(
+            !text.contains("<script") && !text.contains("http://") && !text.contains("https://"),
+            "{name} loads nothing"
+        );
     }
 
     let Some(chrome) = chromium() else {
@@ -163,7 +182,10 @@ async fn the_review_opens_in_chromium_and_links_every_managers_page() {
         ("sales.lead@example.com.html", &["sam.sales"][..]),
     ] {
         let page = browse(&chrome, &profile, &["--dump-dom"], &dir.join(link));
-        assert!(page.contains("<table") && page.contains("Access review"), "{link}");
+        assert!(
+            page.contains("<table") && page.contains("Access review"),
+            "{link}"
+        );
         for u in users {
             assert!(page.contains(&format!("<td>{u}</td>")), "{link} lacks {u}");
         }
@@ -177,9 +199,16 @@ async fn the_review_opens_in_chromium_and_links_every_managers_page() {
     browse(
         &chrome,
         &profile,
-        &[&format!("--screenshot={}", shot.display()), "--window-size=1500,900"],
+        &[
+            &format!("--screenshot={}", shot.display()),
+            "--window-size=1500,900",
+        ],
         &dir.join("lead@example.com.html"),
     );
     let png = std::fs::read(&shot).expect("screenshot written");
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{} bytes", png.len());
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{} bytes",
+        png.len()
+    );
 }

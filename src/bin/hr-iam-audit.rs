@@ -548,12 +548,12 @@ mod tests {
         let text = plan_text(&input, &planned);
         let json = plan_json(&input, &planned).to_string();
         for out in [&text, &json] {
-            assert!(
-                !out.contains(['\u{202e}', '\u{200b}', '\u{1b}']),
-                "{out:?}"
-            );
+            assert!(!out.contains(['\u{202e}', '\u{200b}', '\u{1b}']), "{out:?}");
         }
         assert!(text.contains("record m?1"), "{text}");
-        assert!(text.contains("reason: ") && text.contains("??[31m"), "{text}");
+        assert!(
+            text.contains("reason: ") && text.contains("??[31m"),
+            "{text}"
+        );
     }
 }

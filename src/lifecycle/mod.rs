@@ -74,15 +74,21 @@ impl Limits {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     /// A key the secret does not hold, or the previous key after the grace.
-    DeleteKey { id: String },
-    DeactivateKey { id: String },
+    DeleteKey {
+        id: String,
+    },
+    DeactivateKey {
+        id: String,
+    },
     /// The new key of a rotation (its secret half exists only in the answer).
     CreateKey,
     /// The secret: the key just created becomes the key, the stored one the
     /// previous key; value first, then its tags.
     StoreNewKey,
     /// Tells the employee a new key waits in the secret (no key in the mail).
-    MailNewKey { to: String },
+    MailNewKey {
+        to: String,
+    },
     /// Records on the user that the mail for the stored key went out.
     MarkMailed,
     /// The secret forgets the previous key (value and tags).
@@ -138,7 +144,8 @@ fn days(n: i64) -> Duration {
 /// The steps still missing for one active managed user at `now`.
 pub fn plan(s: &Subject, l: &Limits, now: OffsetDateTime) -> Plan {
     let mut p = Plan::default();
-    let held = |id: &str| s.stored_key.as_deref() == Some(id) || s.previous_key.as_deref() == Some(id);
+    let held =
+        |id: &str| s.stored_key.as_deref() == Some(id) || s.previous_key.as_deref() == Some(id);
     let key = |id: Option<&str>| id.and_then(|id| s.keys.iter().find(|k| k.id == id));
     let unused = |used: Option<OffsetDateTime>, created: OffsetDateTime| {
         now - used.unwrap_or(created) >= days(l.unused_days)
@@ -189,11 +196,7 @@ pub fn plan(s: &Subject, l: &Limits, now: OffsetDateTime) -> Plan {
         }
         // The secret names a previous key but no current one the user has:
         // nothing to rotate; the previous entry is dropped once its key is gone.
-        (Some(_), None) => {
-            if previous.is_none() {
-                p.push(vec![Step::DropPrevious]);
-            }
-        }
+        (Some(_), None) if previous.is_none() => p.push(vec![Step::DropPrevious]),
         (None, Some(k)) if k.active => {
             if unused(k.last_used, k.created) {
                 p.reasons.push(format!(

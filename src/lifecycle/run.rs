@@ -74,7 +74,13 @@ fn time_of(t: &aws_smithy_types::DateTime) -> Option<OffsetDateTime> {
 /// Whether a user may need a step at all, from the audit's read alone: it has a
 /// key, a password unused long enough, or a rotation in progress. Everyone
 /// else costs no per-user call.
-fn worth_a_look(inputs: &Inputs, s: &Settings, limits: &Limits, name: &str, now: OffsetDateTime) -> bool {
+fn worth_a_look(
+    inputs: &Inputs,
+    s: &Settings,
+    limits: &Limits,
+    name: &str,
+    now: OffsetDateTime,
+) -> bool {
     let secret = inputs
         .secrets
         .iter()
@@ -163,7 +169,17 @@ impl Writer<'_> {
         };
         let vault = Mutex::new(Vault::default());
         let r = self
-            .plan_and_apply(name, &tags, created, row, limits, now, b, &vault, &mut outcome)
+            .plan_and_apply(
+                name,
+                &tags,
+                created,
+                row,
+                limits,
+                now,
+                b,
+                &vault,
+                &mut outcome,
+            )
             .await;
         if let Err(e) = r {
             outcome.error = Some(e.to_string());
@@ -274,7 +290,11 @@ impl Writer<'_> {
         let iam = &self.services.iam;
         let secrets = &self.services.secrets;
         let secret_name = self.config.secret_name(name);
-        let lock = || vault.lock().map_err(|_| LifecycleError::Internal("vault lock poisoned"));
+        let lock = || {
+            vault
+                .lock()
+                .map_err(|_| LifecycleError::Internal("vault lock poisoned"))
+        };
         match step {
             Step::DeleteKey { id } => iam.delete_access_key(name, id, b).await?,
             Step::DeactivateKey { id } => {
@@ -297,7 +317,10 @@ impl Writer<'_> {
             Step::StoreNewKey => {
                 let (doc, new_id, new_created) = {
                     let v = lock()?;
-                    let mut doc = v.doc.clone().ok_or(LifecycleError::Internal("no secret read"))?;
+                    let mut doc = v
+                        .doc
+                        .clone()
+                        .ok_or(LifecycleError::Internal("no secret read"))?;
                     let (id, secret, created) = v
                         .created
                         .clone()
@@ -351,7 +374,10 @@ impl Writer<'_> {
             Step::DropPrevious => {
                 let doc = {
                     let mut v = lock()?;
-                    let doc = v.doc.as_mut().ok_or(LifecycleError::Internal("no secret read"))?;
+                    let doc = v
+                        .doc
+                        .as_mut()
+                        .ok_or(LifecycleError::Internal("no secret read"))?;
                     doc.previous_access_key_id = None;
                     doc.previous_secret_access_key = None;
                     doc.clone()
@@ -377,7 +403,10 @@ impl Writer<'_> {
             Step::DropPassword => {
                 let doc = {
                     let mut v = lock()?;
-                    let doc = v.doc.as_mut().ok_or(LifecycleError::Internal("no secret read"))?;
+                    let doc = v
+                        .doc
+                        .as_mut()
+                        .ok_or(LifecycleError::Internal("no secret read"))?;
                     doc.password = None;
                     doc.password_pending = false;
                     doc.clone()
@@ -393,7 +422,11 @@ impl Writer<'_> {
 fn log(o: &Outcome) {
     let json = serde_json::to_string(o).unwrap_or_default();
     match &o.error {
-        None => tracing::info!(target: "lifecycle", user_name = %o.user_name, json = %json, "lifecycle applied"),
-        Some(e) => tracing::error!(target: "lifecycle", user_name = %o.user_name, error = %e, json = %json, "lifecycle failed"),
+        None => {
+            tracing::info!(target: "lifecycle", user_name = %o.user_name, json = %json, "lifecycle applied")
+        }
+        Some(e) => {
+            tracing::error!(target: "lifecycle", user_name = %o.user_name, error = %e, json = %json, "lifecycle failed")
+        }
     }
 }

@@ -67,15 +67,19 @@ impl World {
                 *made = Some(id);
             }
             Step::StoreNewKey => {
-                let id = made.clone().expect("stored only in the run that created it");
+                let id = made
+                    .clone()
+                    .expect("stored only in the run that created it");
                 s.previous_key = s.stored_key.take();
                 s.stored_key = Some(id);
             }
             Step::MailNewKey { .. } => self.mails += 1,
             Step::MarkMailed => s.mailed_for = s.stored_key.clone(),
-            Step::DeactivateKey { id } => {
-                s.keys.iter_mut().filter(|k| &k.id == id).for_each(|k| k.active = false)
-            }
+            Step::DeactivateKey { id } => s
+                .keys
+                .iter_mut()
+                .filter(|k| &k.id == id)
+                .for_each(|k| k.active = false),
             Step::DeleteKey { id } => s.keys.retain(|k| &k.id != id),
             Step::DropPrevious => s.previous_key = None,
             Step::DeleteLoginProfile => s.login_profile = false,
@@ -122,7 +126,10 @@ impl World {
             );
         }
         for id in s.stored_key.iter().chain(&s.previous_key) {
-            assert!(s.keys.iter().any(|k| &k.id == id), "secret holds {id}: {s:?}");
+            assert!(
+                s.keys.iter().any(|k| &k.id == id),
+                "secret holds {id}: {s:?}"
+            );
         }
         assert!(!s.stored_password || s.login_profile);
     }
@@ -152,7 +159,12 @@ fn rotation_starts_at_max_age_minus_grace_and_ends_after_the_grace() {
     let p = plan(&w.s, &LIMITS, day(83));
     assert_eq!(
         names(&p),
-        ["CreateAccessKey", "PutSecretValue:rotated", "SendEmail:new-key", "TagUser:hr:key-rotation"]
+        [
+            "CreateAccessKey",
+            "PutSecretValue:rotated",
+            "SendEmail:new-key",
+            "TagUser:hr:key-rotation"
+        ]
     );
     w.run(day(83), None);
     assert_eq!(w.s.stored_key.as_deref(), Some("K1"));
@@ -165,7 +177,11 @@ fn rotation_starts_at_max_age_minus_grace_and_ends_after_the_grace() {
     let p = plan(&w.s, &LIMITS, day(90));
     assert_eq!(
         names(&p),
-        ["UpdateAccessKey:K0:Inactive", "DeleteAccessKey:K0", "PutSecretValue:previous-dropped"]
+        [
+            "UpdateAccessKey:K0:Inactive",
+            "DeleteAccessKey:K0",
+            "PutSecretValue:previous-dropped"
+        ]
     );
     w.run(day(90), None);
     assert_eq!(w.s.keys.len(), 1);
@@ -203,7 +219,11 @@ fn rotation_converges_after_a_crash_after_every_step() {
             assert!(kept.active && kept.id != "K0", "{w:?}");
             assert_eq!(w.s.previous_key, None);
             assert_eq!(w.s.mailed_for.as_deref(), Some(kept.id.as_str()));
-            assert!((1..=2).contains(&w.mails), "mail sent {} times: {w:?}", w.mails);
+            assert!(
+                (1..=2).contains(&w.mails),
+                "mail sent {} times: {w:?}",
+                w.mails
+            );
         }
     }
 }
@@ -218,7 +238,11 @@ fn a_key_created_but_never_stored_is_deleted_before_a_new_one() {
     let p = plan(&w.s, &LIMITS, day(84));
     assert_eq!(
         names(&p)[..3],
-        ["DeleteAccessKey:K1", "CreateAccessKey", "PutSecretValue:rotated"]
+        [
+            "DeleteAccessKey:K1",
+            "CreateAccessKey",
+            "PutSecretValue:rotated"
+        ]
     );
     w.run(day(84), None);
     assert_eq!(w.s.stored_key.as_deref(), Some("K2"));
@@ -252,7 +276,10 @@ fn a_hand_made_second_key_is_deleted_first_within_two_keys() {
         created: day(5),
         last_used: None,
     });
-    assert_eq!(names(&plan(&w.s, &LIMITS, day(11))), ["DeleteAccessKey:HAND"]);
+    assert_eq!(
+        names(&plan(&w.s, &LIMITS, day(11))),
+        ["DeleteAccessKey:HAND"]
+    );
 }
 
 #[test]
@@ -316,15 +343,26 @@ fn unused_thresholds_at_their_boundaries() {
     w2.s.login_profile = true;
     w2.s.stored_password = true;
     w2.run(day(45), Some(1));
-    assert_eq!(names(&plan(&w2.s, &LIMITS, day(46))), ["PutSecretValue:password-dropped"]);
+    assert_eq!(
+        names(&plan(&w2.s, &LIMITS, day(46))),
+        ["PutSecretValue:password-dropped"]
+    );
     // A key: its last use, else its creation; an unused key is deactivated,
     // never rotated (it stays in the secret; HR's next mover replaces it).
     let mut w = World::new();
     assert!(plan(&w.s, &LIMITS, day(45) - Duration::seconds(1)).is_empty());
-    assert_eq!(names(&plan(&w.s, &LIMITS, day(45))), ["UpdateAccessKey:K0:Inactive"]);
+    assert_eq!(
+        names(&plan(&w.s, &LIMITS, day(45))),
+        ["UpdateAccessKey:K0:Inactive"]
+    );
     w.s.keys[0].last_used = Some(day(40));
-    assert!(plan(&w.s, &LIMITS, day(85) - Duration::seconds(1)).iter_names().all(|n| n != "UpdateAccessKey:K0:Inactive"));
-    assert_eq!(names(&plan(&w.s, &LIMITS, day(85))), ["UpdateAccessKey:K0:Inactive"]);
+    assert!(plan(&w.s, &LIMITS, day(85) - Duration::seconds(1))
+        .iter_names()
+        .all(|n| n != "UpdateAccessKey:K0:Inactive"));
+    assert_eq!(
+        names(&plan(&w.s, &LIMITS, day(85))),
+        ["UpdateAccessKey:K0:Inactive"]
+    );
     w.run(day(85), None);
     w.consistent();
     // Inactive: neither rotated nor touched again.

@@ -1151,15 +1151,26 @@ fn a_mover_keeps_a_rotations_previous_key_and_replaces_an_inactive_one() {
     let mut state = w.state();
     state.attachments.access_keys.push("OLDKEY".into());
     let v = verdict(&changed("c1", T2, "engineering"), &cfg, &state);
-    let Verdict::Apply(p) = &v else { panic!("{v:?}") };
-    assert!(p.action_names().contains(&"DeleteAccessKey:OLDKEY".to_owned()));
+    let Verdict::Apply(p) = &v else {
+        panic!("{v:?}")
+    };
+    assert!(p
+        .action_names()
+        .contains(&"DeleteAccessKey:OLDKEY".to_owned()));
     // The stored key inactive (disabled as unused): deleted and replaced.
     let mut state = w.state();
     state.attachments.inactive_keys.insert(stored.clone());
     let v = verdict(&changed("c1", T2, "engineering"), &cfg, &state);
-    let Verdict::Apply(p) = &v else { panic!("{v:?}") };
+    let Verdict::Apply(p) = &v else {
+        panic!("{v:?}")
+    };
     let names = p.action_names();
-    let del = names.iter().position(|n| *n == format!("DeleteAccessKey:{stored}"));
+    let del = names
+        .iter()
+        .position(|n| *n == format!("DeleteAccessKey:{stored}"));
     let create = names.iter().position(|n| n == "CreateAccessKey");
-    assert!(del.is_some() && create.is_some() && del < create, "{names:?}");
+    assert!(
+        del.is_some() && create.is_some() && del < create,
+        "{names:?}"
+    );
 }

@@ -41,11 +41,7 @@ pub fn pages(report: &Report) -> Vec<Page> {
             let base = slug(&manager);
             let n = taken.entry(base.clone()).or_default();
             *n += 1;
-            let slug = if *n == 1 {
-                base
-            } else {
-                format!("{base}-{n}")
-            };
+            let slug = if *n == 1 { base } else { format!("{base}-{n}") };
             Page {
                 manager,
                 slug,
@@ -98,7 +94,11 @@ fn day(ts: &str) -> &str {
 }
 
 fn console(u: &UserRow) -> String {
-    match (u.mfa.is_some(), u.console.enabled, &u.console.password_last_used) {
+    match (
+        u.mfa.is_some(),
+        u.console.enabled,
+        &u.console.password_last_used,
+    ) {
         (false, _, _) => "unknown".into(),
         (true, false, _) => "no".into(),
         (true, true, Some(t)) => format!("yes, last used {}", day(t)),
@@ -225,7 +225,10 @@ fn cell_list(items: &[String]) -> String {
     if items.is_empty() {
         return "<span class=\"muted\">none</span>".into();
     }
-    let lis: Vec<String> = items.iter().map(|i| format!("<li>{}</li>", esc(i))).collect();
+    let lis: Vec<String> = items
+        .iter()
+        .map(|i| format!("<li>{}</li>", esc(i)))
+        .collect();
     format!("<ul>{}</ul>", lis.concat())
 }
 
@@ -262,7 +265,9 @@ pub fn page_html(report: &Report, page: &Page, generated: &str) -> String {
         for u in users {
             let f = findings(report, u);
             let mfa_cell = match u.mfa {
-                Some(false) if u.console.enabled => format!("<span class=\"bad\">{}</span>", mfa(u)),
+                Some(false) if u.console.enabled => {
+                    format!("<span class=\"bad\">{}</span>", mfa(u))
+                }
                 _ => mfa(u).to_owned(),
             };
             let findings_cell = if f.is_empty() {
@@ -353,13 +358,15 @@ mod tests {
     }
 
     fn report() -> Report {
-        let mut r = Report::default();
-        r.users = vec![
-            row("jane.doe", Some("lead@example.com"), "active"),
-            row("old.timer", Some("lead@example.com"), "retired"),
-            row("sam", Some("<script>alert(1)</script>@x"), "active"),
-            row("nobody", None, "active"),
-        ];
+        let mut r = Report {
+            users: vec![
+                row("jane.doe", Some("lead@example.com"), "active"),
+                row("old.timer", Some("lead@example.com"), "retired"),
+                row("sam", Some("<script>alert(1)</script>@x"), "active"),
+                row("nobody", None, "active"),
+            ],
+            ..Report::default()
+        };
         r.users[0].findings = vec![Code::NoMfa];
         r.findings.push(Finding::user(
             Code::NoMfa,
@@ -388,7 +395,10 @@ mod tests {
         );
         let index = &files.last().unwrap().1;
         for p in pages(&r) {
-            assert!(index.contains(&format!("href=\"{}.html\"", p.slug)), "{index}");
+            assert!(
+                index.contains(&format!("href=\"{}.html\"", p.slug)),
+                "{index}"
+            );
         }
         assert!(index.contains("(no manager)") && index.contains("4 users"));
     }
@@ -399,16 +409,28 @@ mod tests {
         let files = files(&r, "now").unwrap();
         for (name, html) in files.iter().filter(|(n, _)| n.ends_with(".html")) {
             assert!(!html.contains("<script"), "{name}: {html}");
-            assert!(!html.contains("<b>") && !html.contains('\u{202e}'), "{name}");
-            assert!(!html.contains("src=") && !html.contains("http://") && !html.contains("https://"));
+            assert!(
+                !html.contains("<b>") && !html.contains('\u{202e}'),
+                "{name}"
+            );
+            assert!(
+                !html.contains("src=") && !html.contains("http://") && !html.contains("https://")
+            );
             assert!(html.contains("default-src 'none'"));
         }
-        let lead = &files.iter().find(|(n, _)| n == "lead@example.com.html").unwrap().1;
+        let lead = &files
+            .iter()
+            .find(|(n, _)| n == "lead@example.com.html")
+            .unwrap()
+            .1;
         // Grouped: active before retired.
         let active = lead.find("<h2>active (1)").unwrap();
         let retired = lead.find("<h2>retired (1)").unwrap();
         assert!(active < retired, "{lead}");
-        assert!(lead.contains("no-mfa [CIS 2.9, IAM.5]: console user without MFA ?&lt;b&gt;"), "{lead}");
+        assert!(
+            lead.contains("no-mfa [CIS 2.9, IAM.5]: console user without MFA ?&lt;b&gt;"),
+            "{lead}"
+        );
         assert!(lead.contains("yes, last used 2026-11-25"));
     }
 
@@ -433,8 +455,13 @@ mod tests {
         assert_eq!(slug("../etc/passwd"), "_etc_passwd");
         assert_eq!(slug("index"), "manager-index");
         assert_eq!(slug("A.B@Example.com"), "a.b@example.com");
-        let mut r = Report::default();
-        r.users = vec![row("a", Some("x/y"), "active"), row("b", Some("x?y"), "active")];
+        let r = Report {
+            users: vec![
+                row("a", Some("x/y"), "active"),
+                row("b", Some("x?y"), "active"),
+            ],
+            ..Report::default()
+        };
         let slugs: Vec<String> = pages(&r).into_iter().map(|p| p.slug).collect();
         assert_eq!(slugs, ["x_y", "x_y-2"]);
     }

@@ -793,9 +793,9 @@ impl Ctx<'_> {
         let future = |whose: &str, v: Option<&str>, issues: &mut Vec<String>| {
             if let Some(v) = v {
                 match parse_rfc3339(v) {
-                    Some(t) if t > self.now + SKEW => issues.push(format!(
-                        "{whose} {TAG_LAST_EVENT_AT} {v} is in the future"
-                    )),
+                    Some(t) if t > self.now + SKEW => {
+                        issues.push(format!("{whose} {TAG_LAST_EVENT_AT} {v} is in the future"))
+                    }
                     Some(_) => {}
                     None => issues.push(format!("{whose} {TAG_LAST_EVENT_AT} {v:?} is not a time")),
                 }
@@ -829,7 +829,9 @@ impl Ctx<'_> {
         }
         if !issues.is_empty() {
             let f = match secret {
-                Some(x) => Finding::secret(Code::Tampered, Some(&u.name), &x.name, issues.join("; ")),
+                Some(x) => {
+                    Finding::secret(Code::Tampered, Some(&u.name), &x.name, issues.join("; "))
+                }
                 None => Finding::user(Code::Tampered, &u.name, issues.join("; ")),
             };
             out.push(f);
@@ -1363,7 +1365,8 @@ mod tests {
         let old = datetime!(2026-08-01 00:00:00 UTC);
         i.report.rows.get_mut("jane.doe").unwrap().keys[0].created = old;
         // Used yesterday: old, not unused.
-        i.report.rows.get_mut("jane.doe").unwrap().keys[0].last_used = Some(NOW - Duration::days(1));
+        i.report.rows.get_mut("jane.doe").unwrap().keys[0].last_used =
+            Some(NOW - Duration::days(1));
         find_secret(&mut i, "jane.doe")
             .tags
             .insert(TAG_ACCESS_KEY_CREATED.into(), format_utc(old));
@@ -1506,7 +1509,10 @@ mod tests {
             "{:#?}",
             r.findings
         );
-        assert!(r.findings[0].detail.contains("E-jane.doe") && r.findings[0].detail.contains("jane.doe"));
+        assert!(
+            r.findings[0].detail.contains("E-jane.doe")
+                && r.findings[0].detail.contains("jane.doe")
+        );
         assert_eq!(r.findings[0].severity, Severity::High);
     }
 
@@ -1524,10 +1530,14 @@ mod tests {
                 ("unmanaged-credential", "sam.sales".into())
             ]
         );
-        assert!(r.findings[0].detail.contains("active signing certificate 1"));
+        assert!(r.findings[0]
+            .detail
+            .contains("active signing certificate 1"));
         assert!(
             r.findings[1].detail.contains("SSH public key APKAEXAMPLE")
-                && r.findings[1].detail.contains("service-specific credential ACCAEXAMPLE")
+                && r.findings[1]
+                    .detail
+                    .contains("service-specific credential ACCAEXAMPLE")
         );
         // Listed and empty is clean.
         let mut i = clean();
@@ -1550,9 +1560,9 @@ mod tests {
         assert_eq!(f.severity, Severity::High);
         // Within the skew: not tampering.
         let mut i = clean();
-        for at in [find(&mut i, "sam.sales").tags.get_mut(TAG_LAST_EVENT_AT).unwrap()] {
-            *at = "2026-11-26T12:05:00Z".into();
-        }
+        find(&mut i, "sam.sales")
+            .tags
+            .insert(TAG_LAST_EVENT_AT.into(), "2026-11-26T12:05:00Z".into());
         find_secret(&mut i, "sam.sales")
             .tags
             .insert(TAG_LAST_EVENT_AT.into(), "2026-11-26T12:05:00Z".into());
@@ -1612,8 +1622,11 @@ mod tests {
         assert!(f.detail.contains("never used") && f.detail.contains("45 days"));
         assert_eq!(f.controls, ["CIS 2.11", "IAM.22", "IAM.8"]);
         // Used 44 days ago: fine, whatever its age.
-        i.report.rows.get_mut("sam.sales").unwrap().password_last_used =
-            Some(NOW - Duration::days(44));
+        i.report
+            .rows
+            .get_mut("sam.sales")
+            .unwrap()
+            .password_last_used = Some(NOW - Duration::days(44));
         assert!(run(&i).findings.is_empty());
         // A key: its last use, else its creation.
         let mut i = clean();
@@ -1624,14 +1637,19 @@ mod tests {
             .insert(TAG_ACCESS_KEY_CREATED.into(), format_utc(old));
         let f = only(&run(&i), Code::UnusedCredential, "jane.doe");
         assert!(f.detail.contains("access key") && f.detail.contains("60 days"));
-        i.report.rows.get_mut("jane.doe").unwrap().keys[0].last_used = Some(NOW - Duration::days(45));
+        i.report.rows.get_mut("jane.doe").unwrap().keys[0].last_used =
+            Some(NOW - Duration::days(45));
         only(&run(&i), Code::UnusedCredential, "jane.doe");
-        i.report.rows.get_mut("jane.doe").unwrap().keys[0].last_used = Some(NOW - Duration::days(44));
+        i.report.rows.get_mut("jane.doe").unwrap().keys[0].last_used =
+            Some(NOW - Duration::days(44));
         assert!(run(&i).findings.is_empty());
         // An inactive key is already disabled.
         i.report.rows.get_mut("jane.doe").unwrap().keys[0].last_used = None;
         i.report.rows.get_mut("jane.doe").unwrap().keys[0].active = false;
-        assert!(run(&i).findings.iter().all(|f| f.code != Code::UnusedCredential));
+        assert!(run(&i)
+            .findings
+            .iter()
+            .all(|f| f.code != Code::UnusedCredential));
     }
 
     #[test]
@@ -1665,7 +1683,11 @@ mod tests {
             },
         );
         let r = run_all(&i);
-        let admin: Vec<&Finding> = r.findings.iter().filter(|f| f.code == Code::FullAdmin).collect();
+        let admin: Vec<&Finding> = r
+            .findings
+            .iter()
+            .filter(|f| f.code == Code::FullAdmin)
+            .collect();
         assert_eq!(admin.len(), 3, "{:#?}", r.findings);
         assert!(admin[0].detail.contains("inline:all (group developers)"));
         assert!(admin[1].detail.contains("AdministratorAccess"));
@@ -1687,7 +1709,8 @@ mod tests {
             });
         let x = find_secret(&mut i, "jane.doe");
         let old_created = x.tags[TAG_ACCESS_KEY_CREATED].clone();
-        x.tags.insert(TAG_PREVIOUS_ACCESS_KEY_ID.into(), "AKIAOLD".into());
+        x.tags
+            .insert(TAG_PREVIOUS_ACCESS_KEY_ID.into(), "AKIAOLD".into());
         x.tags
             .insert(TAG_PREVIOUS_ACCESS_KEY_CREATED.into(), old_created);
         x.tags.insert(TAG_ACCESS_KEY_ID.into(), "AKIANEW".into());
@@ -1698,10 +1721,19 @@ mod tests {
             .into_iter()
             .filter(|(_, u)| u == "jane.doe")
             .collect();
-        assert_eq!(jane, vec![("multiple-active-keys", "jane.doe".into())], "{:#?}", r.findings);
+        assert_eq!(
+            jane,
+            vec![("multiple-active-keys", "jane.doe".into())],
+            "{:#?}",
+            r.findings
+        );
         let row = r.users.iter().find(|u| u.user_name == "jane.doe").unwrap();
         assert!(row.access_keys.iter().all(|k| k.stored));
-        let ids: Vec<_> = row.access_keys.iter().map(|k| k.id.clone().unwrap()).collect();
+        let ids: Vec<_> = row
+            .access_keys
+            .iter()
+            .map(|k| k.id.clone().unwrap())
+            .collect();
         assert_eq!(ids, ["AKIAOLD", "AKIANEW"]);
     }
 

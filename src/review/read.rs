@@ -19,8 +19,8 @@ use super::model::{
 };
 use super::ReviewError;
 use crate::aws::{call, classify, AwsError, Budget, ErrorKind, Retry};
-use crate::state::{MANAGED_BY, TAG_MANAGED_BY};
 use crate::event::parse_rfc3339;
+use crate::state::{MANAGED_BY, TAG_MANAGED_BY};
 
 /// IAM's largest page for `GetAccountAuthorizationDetails`.
 const IAM_PAGE: i32 = 1000;
@@ -137,27 +137,28 @@ impl Reader {
             .map(|(i, _)| i)
             .collect();
         let total = managed.len();
-        let names: Vec<(usize, String)> =
-            managed.iter().map(|&i| (i, users[i].name.clone())).collect();
+        let names: Vec<(usize, String)> = managed
+            .iter()
+            .map(|&i| (i, users[i].name.clone()))
+            .collect();
         let done = std::sync::atomic::AtomicUsize::new(0);
-        let lists: Vec<(usize, Option<Vec<String>>, Option<Vec<String>>)> =
-            futures::stream::iter(names)
-                .map(|(i, name)| {
-                    let done = &done;
-                    async move {
-                        let (ssh, svc) =
-                            futures::try_join!(self.ssh_keys(&name), self.service_credentials(&name))?;
-                        let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                        progress.update(
-                            Part::UserCredentials,
-                            format!("SSH keys and service credentials: {n}/{total} users"),
-                        );
-                        Ok::<_, AwsError>((i, ssh, svc))
-                    }
-                })
-                .buffer_unordered(PER_USER_AT_ONCE)
-                .try_collect()
-                .await?;
+        let lists: Vec<(usize, Listed, Listed)> = futures::stream::iter(names)
+            .map(|(i, name)| {
+                let done = &done;
+                async move {
+                    let (ssh, svc) =
+                        futures::try_join!(self.ssh_keys(&name), self.service_credentials(&name))?;
+                    let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                    progress.update(
+                        Part::UserCredentials,
+                        format!("SSH keys and service credentials: {n}/{total} users"),
+                    );
+                    Ok::<_, AwsError>((i, ssh, svc))
+                }
+            })
+            .buffer_unordered(PER_USER_AT_ONCE)
+            .try_collect()
+            .await?;
         for (i, ssh, svc) in lists {
             users[i].ssh_keys = ssh;
             users[i].service_credentials = svc;
@@ -437,6 +438,9 @@ impl Reader {
     }
 }
 
+/// A per-user list: `None` when the endpoint lacks the call (an emulator).
+type Listed = Option<Vec<String>>;
+
 /// What the account authorization details give.
 struct Details {
     users: Vec<IamUser>,
@@ -478,7 +482,11 @@ fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         let hex = |c: u8| (c as char).to_digit(16);
-        match (b[i], b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex)) {
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
             (b'%', Some(h), Some(l)) => {
                 out.push((h * 16 + l) as u8);
                 i += 3;
@@ -632,7 +640,10 @@ bare,arn:aws:iam::123456789012:user/employees/bare,2026-11-20T07:59:00+00:00,fal
     fn full_admin_documents_are_recognised_encoded_or_not() {
         let admin = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
         assert!(allows_everything(admin));
-        let encoded = admin.replace('{', "%7B").replace('}', "%7D").replace('"', "%22");
+        let encoded = admin
+            .replace('{', "%7B")
+            .replace('}', "%7D")
+            .replace('"', "%22");
         assert!(allows_everything(&encoded));
         assert!(allows_everything(
             r#"{"Statement":{"Effect":"Allow","Action":["s3:*","*:*"],"Resource":["*"]}}"#

@@ -244,8 +244,14 @@ fn finding_cells(f: &Finding, color: bool) -> Vec<Cell> {
 pub fn baseline_table(rows: &[ControlRow], color: bool) -> String {
     let mut t = new_table(color);
     t.set_header(
-        ["Control", "Security Hub", "Title", "Users passing", "Users failing"]
-            .map(|h| bold(Cell::new(h), color)),
+        [
+            "Control",
+            "Security Hub",
+            "Title",
+            "Users passing",
+            "Users failing",
+        ]
+        .map(|h| bold(Cell::new(h), color)),
     );
     for r in rows {
         let failing = Cell::new(r.users_failing);
@@ -403,7 +409,10 @@ mod tests {
     fn csv_has_a_header_and_one_row_per_finding_with_formulas_made_inert() {
         let text = csv(&report()).unwrap();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0], "code,user_name,secret_name,detail,severity,controls");
+        assert_eq!(
+            lines[0],
+            "code,user_name,secret_name,detail,severity,controls"
+        );
         assert_eq!(lines[1], "extra-grant,jane.doe,,in group admins,high,");
         assert!(lines[2].starts_with("orphan-secret,,hr-provisioner/=ghost,'-no managed"));
         assert_eq!(lines.len(), 3);
@@ -429,7 +438,10 @@ mod tests {
             .push(Finding::user(Code::NoMfa, "jane.doe", "no MFA"));
         r.users[0].findings.push(Code::NoMfa);
         let text = csv(&r).unwrap();
-        assert!(text.contains("no-mfa,jane.doe,,no MFA,medium,CIS 2.9 IAM.5"), "{text}");
+        assert!(
+            text.contains("no-mfa,jane.doe,,no MFA,medium,CIS 2.9 IAM.5"),
+            "{text}"
+        );
         r.baseline = Some(crate::review::cis::baseline(&r));
         let t = table(&r, false);
         assert!(t.contains("CIS AWS Foundations Benchmark"), "{t}");
