@@ -629,11 +629,17 @@ fn untag_stale_key(plan: &mut Plan, state: &UserState, keeps_key: bool) {
     if keeps_key {
         return;
     }
-    let keys: Vec<String> = [TAG_ACCESS_KEY_ID, TAG_ACCESS_KEY_CREATED]
-        .into_iter()
-        .filter(|k| meta.tags.contains_key(*k))
-        .map(str::to_owned)
-        .collect();
+    // A rotation's previous key goes with the key (section 11).
+    let keys: Vec<String> = [
+        TAG_ACCESS_KEY_ID,
+        TAG_ACCESS_KEY_CREATED,
+        TAG_PREVIOUS_ACCESS_KEY_ID,
+        TAG_PREVIOUS_ACCESS_KEY_CREATED,
+    ]
+    .into_iter()
+    .filter(|k| meta.tags.contains_key(*k))
+    .map(str::to_owned)
+    .collect();
     if !keys.is_empty() {
         plan.push(vec![Step::UntagSecret { keys }]);
     }
@@ -941,11 +947,17 @@ fn plan_leaver(
                 removals.push(Step::TagSecret { tags });
             }
         }
-        let keys: Vec<String> = [TAG_ACCESS_KEY_ID, TAG_ACCESS_KEY_CREATED]
-            .into_iter()
-            .filter(|k| meta.tags.contains_key(*k))
-            .map(str::to_owned)
-            .collect();
+        // A rotation's previous key goes with the key (section 11).
+        let keys: Vec<String> = [
+            TAG_ACCESS_KEY_ID,
+            TAG_ACCESS_KEY_CREATED,
+            TAG_PREVIOUS_ACCESS_KEY_ID,
+            TAG_PREVIOUS_ACCESS_KEY_CREATED,
+        ]
+        .into_iter()
+        .filter(|k| meta.tags.contains_key(*k))
+        .map(str::to_owned)
+        .collect();
         if !keys.is_empty() {
             tombstone.push(Step::UntagSecret { keys });
         }
