@@ -166,11 +166,19 @@ impl Reader {
         Ok(())
     }
 
-    /// `None` when an emulator lacks the call.
+    /// `None` when an emulator lacks the call: "not implemented", or an answer
+    /// without an error code (moto's 500 for an operation it lacks, which may be
+    /// classified as transient when the process never marked its endpoint as an
+    /// emulator).
     fn unless_unsupported<T>(&self, r: Result<T, AwsError>) -> Result<Option<T>, AwsError> {
         match r {
             Ok(v) => Ok(Some(v)),
-            Err(e) if e.kind == ErrorKind::Unsupported && self.tolerate_unsupported => Ok(None),
+            Err(e)
+                if self.tolerate_unsupported
+                    && (e.kind == ErrorKind::Unsupported || e.code.is_none()) =>
+            {
+                Ok(None)
+            }
             Err(e) => Err(e),
         }
     }
