@@ -7,6 +7,8 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 bash scripts/venv.sh
+# Headless Chromium for the access review's browser test (tests/review_html.rs).
+bash scripts/chromium.sh
 export MOTO_SERVER="$root/.venv/bin/moto_server"
 cargo test --locked --all-targets 2>&1
 # The function as a real process (Lambda Runtime API) under throttling, crashes,

@@ -244,6 +244,7 @@ impl Applier<'_> {
                         (Some(id), Some(secret), created)
                     }
                 };
+                let keep_previous = w.key == Cred::Keep;
                 let tags = secret_tags(
                     self.event,
                     user,
@@ -263,6 +264,14 @@ impl Applier<'_> {
                     secret_access_key,
                     employee_id: Some(self.event.employee.employee_id.clone()),
                     password_pending: w.password_pending,
+                    // A rotation's old key stays while its key is kept (the
+                    // lifecycle writer drops it after the grace).
+                    previous_access_key_id: keep_previous
+                        .then(|| old.previous_access_key_id.clone())
+                        .flatten(),
+                    previous_secret_access_key: keep_previous
+                        .then(|| old.previous_secret_access_key.clone())
+                        .flatten(),
                 };
                 Ok((doc, tags))
             },

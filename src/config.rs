@@ -38,6 +38,12 @@ pub struct Config {
     pub key_max_age_days: i64,
     /// Audit: a console user without MFA this long after creation is a finding.
     pub mfa_grace_days: i64,
+    /// Contract section 11: a password or active key unused this long (from the
+    /// credential report) is a finding, and the scheduled writer disables it.
+    pub unused_disable_days: i64,
+    /// Contract section 11: a function-issued key is rotated this many days
+    /// before `KEY_MAX_AGE_DAYS`, and old and new both live this long.
+    pub key_rotation_grace_days: i64,
     /// Effective dates (contract section 9).
     pub schedule: ScheduleConfig,
 }
@@ -342,6 +348,29 @@ impl Config {
         };
 
         let schedule = schedule_config(&var)?;
+        let unused_disable_days = match var("UNUSED_DISABLE_DAYS") {
+            None => 45,
+            Some(v) => whole(&v, 1, 3650).ok_or_else(|| {
+                err(
+                    "UNUSED_DISABLE_DAYS",
+                    format!("{v:?}: expected a whole number from 1 to 3650"),
+                )
+            })?,
+        };
+        // The new key must exist before the old one is too old: the grace fits
+        // inside the key's allowed age.
+        let key_rotation_grace_days = match var("KEY_ROTATION_GRACE_DAYS") {
+            None => 7.min(key_max_age_days - 1),
+            Some(v) => whole(&v, 0, key_max_age_days - 1).ok_or_else(|| {
+                err(
+                    "KEY_ROTATION_GRACE_DAYS",
+                    format!(
+                        "{v:?}: expected a whole number from 0 to KEY_MAX_AGE_DAYS - 1 ({})",
+                        key_max_age_days - 1
+                    ),
+                )
+            })?,
+        };
 
         Ok(Config {
             schedule,
@@ -361,6 +390,8 @@ impl Config {
             deny_policy_arn,
             key_max_age_days,
             mfa_grace_days,
+            unused_disable_days,
+            key_rotation_grace_days,
         })
     }
 
@@ -422,6 +453,18 @@ mod tests {
         assert_eq!(c.template_path, "/templates/");
         assert!(c.deny_policy_arn.is_none());
         assert_eq!((c.key_max_age_days, c.mfa_grace_days), (90, 7));
+        assert_eq!((c.unused_disable_days, c.key_rotation_grace_days), (45, 7));
+        let c = cfg(&[("KEY_MAX_AGE_DAYS", "5")]).unwrap();
+        assert_eq!(
+            c.key_rotation_grace_days, 4,
+            "the grace fits in the key's age"
+        );
+        let c = cfg(&[
+            ("KEY_ROTATION_GRACE_DAYS", "89"),
+            ("UNUSED_DISABLE_DAYS", "1"),
+        ])
+        .unwrap();
+        assert_eq!((c.key_rotation_grace_days, c.unused_disable_days), (89, 1));
         assert_eq!(c.schedule.group, "hr-provisioner");
         assert!(c.schedule.target().is_none());
         assert_eq!(c.schedule.lead.get_days(), 1);
@@ -539,6 +582,15 @@ mod tests {
             (&[("TEMPLATE_PATH", "/employees/")], "TEMPLATE_PATH"),
             (&[("KEY_MAX_AGE_DAYS", "0")], "KEY_MAX_AGE_DAYS"),
             (&[("MFA_GRACE_DAYS", "-1")], "MFA_GRACE_DAYS"),
+            (&[("UNUSED_DISABLE_DAYS", "0")], "UNUSED_DISABLE_DAYS"),
+            (
+                &[("KEY_ROTATION_GRACE_DAYS", "90")],
+                "KEY_ROTATION_GRACE_DAYS",
+            ),
+            (
+                &[("KEY_ROTATION_GRACE_DAYS", "-1")],
+                "KEY_ROTATION_GRACE_DAYS",
+            ),
         ];
         for (pairs, var) in cases {
             let e = cfg(pairs).unwrap_err();

@@ -13,6 +13,7 @@ pub mod config;
 pub mod dates;
 pub mod event;
 pub mod frontdoor;
+pub mod lifecycle;
 pub mod logging;
 pub mod password;
 pub mod plan;

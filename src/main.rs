@@ -6,8 +6,10 @@ use std::sync::Arc;
 
 use aws_config::SdkConfig;
 use aws_lambda_events::event::sqs::SqsBatchResponse;
+use hr_iam_provisioner::aws::Budget;
 use hr_iam_provisioner::batch::deadline_from;
 use hr_iam_provisioner::config::Config;
+use hr_iam_provisioner::lifecycle::run::Writer;
 use hr_iam_provisioner::review::lambda::{dispatch, scheduled, Invocation, Response};
 use hr_iam_provisioner::review::read::Reader;
 use hr_iam_provisioner::service::Provisioner;
@@ -44,6 +46,32 @@ async fn main() -> Result<(), Error> {
                         .handle_batch(batch, &ev.context.invoked_function_arn, deadline)
                         .await;
                     Ok::<_, Error>(Response::Sqs(resp))
+                }
+                Invocation::Lifecycle => {
+                    let sdk = audit_sdk.get_or_init(wiring::sdk_config).await;
+                    let writer = Writer {
+                        config: &p.config,
+                        services: &p.services,
+                        iam: aws_sdk_iam::Client::new(sdk),
+                    };
+                    let budget = Budget::until(deadline);
+                    let reader = Reader::new(sdk, deadline);
+                    // Boxed: the SDK's nested futures are too deep to lay out inline.
+                    let outcomes =
+                        Box::pin(writer.run(&reader, time::OffsetDateTime::now_utc(), &budget))
+                            .await?;
+                    let failed = outcomes.iter().filter(|o| o.error.is_some()).count();
+                    // An invocation error, so the function's Errors alarm sees it;
+                    // each failed user was logged at ERROR, and the next run
+                    // finishes what is missing.
+                    if failed > 0 {
+                        return Err(format!("lifecycle: {failed} user(s) failed").into());
+                    }
+                    Ok(Response::Audit(serde_json::json!({
+                        "hr-iam-lifecycle": "run",
+                        "users_changed": outcomes.len() - failed,
+                        "users_failed": failed,
+                    })))
                 }
                 Invocation::Audit => {
                     let sdk = audit_sdk.get_or_init(wiring::sdk_config).await;

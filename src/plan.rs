@@ -809,11 +809,17 @@ fn untag_stale_key(plan: &mut Plan, state: &UserState, keeps_key: bool) {
     if keeps_key {
         return;
     }
-    let keys: Vec<String> = [TAG_ACCESS_KEY_ID, TAG_ACCESS_KEY_CREATED]
-        .into_iter()
-        .filter(|k| meta.tags.contains_key(*k))
-        .map(str::to_owned)
-        .collect();
+    // A rotation's previous key goes with the key (section 11).
+    let keys: Vec<String> = [
+        TAG_ACCESS_KEY_ID,
+        TAG_ACCESS_KEY_CREATED,
+        TAG_PREVIOUS_ACCESS_KEY_ID,
+        TAG_PREVIOUS_ACCESS_KEY_CREATED,
+    ]
+    .into_iter()
+    .filter(|k| meta.tags.contains_key(*k))
+    .map(str::to_owned)
+    .collect();
     if !keys.is_empty() {
         plan.push(vec![Step::UntagSecret { keys }]);
     }
@@ -884,13 +890,21 @@ fn plan_existing(ev: &HrEvent, cx: &Context<'_>, u: &UserInfo, state: &UserState
     let stored_key = view
         .filter(|v| v.has_secret_key)
         .and_then(|v| v.access_key_id.as_deref());
-    let kept_key =
-        stored_key.filter(|k| rule.access_key && att.access_keys.iter().any(|have| have == k));
+    // An inactive stored key (disabled as unused, section 11) is replaced.
+    let kept_key = stored_key.filter(|k| {
+        rule.access_key
+            && att.access_keys.iter().any(|have| have == k)
+            && !att.inactive_keys.contains(*k)
+    });
+    // During a rotation the secret also holds the old key until its grace ends.
+    let previous_key = view
+        .and_then(|v| v.previous_access_key_id.as_deref())
+        .filter(|_| kept_key.is_some());
     // Every key the user has must be the one in the secret: any other was created
     // by a run that crashed before storing it, or by hand, and is an orphan. A rule
     // without a key drops it.
     for k in &att.access_keys {
-        if Some(k.as_str()) != kept_key {
+        if Some(k.as_str()) != kept_key && Some(k.as_str()) != previous_key {
             grants.push(Step::DeleteAccessKey { id: k.clone() });
         }
     }
@@ -1127,11 +1141,17 @@ fn plan_leaver(
                 removals.push(Step::TagSecret { tags });
             }
         }
-        let keys: Vec<String> = [TAG_ACCESS_KEY_ID, TAG_ACCESS_KEY_CREATED]
-            .into_iter()
-            .filter(|k| meta.tags.contains_key(*k))
-            .map(str::to_owned)
-            .collect();
+        // A rotation's previous key goes with the key (section 11).
+        let keys: Vec<String> = [
+            TAG_ACCESS_KEY_ID,
+            TAG_ACCESS_KEY_CREATED,
+            TAG_PREVIOUS_ACCESS_KEY_ID,
+            TAG_PREVIOUS_ACCESS_KEY_CREATED,
+        ]
+        .into_iter()
+        .filter(|k| meta.tags.contains_key(*k))
+        .map(str::to_owned)
+        .collect();
         if !keys.is_empty() {
             tombstone.push(Step::UntagSecret { keys });
         }

@@ -28,6 +28,11 @@ pub const TAG_USER_ID: &str = "hr:user-id";
 pub const TAG_USER_NAME: &str = "hr:user-name";
 pub const TAG_ACCESS_KEY_ID: &str = "hr:access-key-id";
 pub const TAG_ACCESS_KEY_CREATED: &str = "hr:access-key-created";
+/// During a key rotation (contract section 11) the secret holds the old key too.
+pub const TAG_PREVIOUS_ACCESS_KEY_ID: &str = "hr:previous-access-key-id";
+pub const TAG_PREVIOUS_ACCESS_KEY_CREATED: &str = "hr:previous-access-key-created";
+/// On the user: the key id whose new-key mail went out (contract section 11).
+pub const TAG_KEY_ROTATION: &str = "hr:key-rotation";
 /// Extensions: the HR record on the user.
 pub const TAG_EMAIL: &str = "hr:email";
 pub const TAG_DEPARTMENT: &str = "hr:department";
@@ -94,6 +99,9 @@ pub struct Attachments {
     pub ssh_keys: Vec<String>,
     pub signing_certs: Vec<String>,
     pub service_credentials: Vec<String>,
+    /// Access keys that are inactive (disabled as unused, or the old key of a
+    /// rotation): a stored one is replaced, never kept, when the user is converged.
+    pub inactive_keys: BTreeSet<String>,
 }
 
 /// What the secret holds, without the values.
@@ -107,6 +115,8 @@ pub struct SecretView {
     pub password_pending: bool,
     pub access_key_id: Option<String>,
     pub has_secret_key: bool,
+    /// The rotation's old key, still held during the grace.
+    pub previous_access_key_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,6 +183,12 @@ pub struct SecretDoc {
     /// profile, so a crash in between is finished by the next run.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub password_pending: bool,
+    /// During a key rotation (contract section 11): the old key, kept until the
+    /// grace is over so the employee can switch without an outage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_access_key_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_secret")]
+    pub previous_secret_access_key: Option<Secret>,
 }
 
 impl std::fmt::Debug for SecretDoc {
@@ -204,6 +220,7 @@ impl SecretDoc {
             password_pending: self.password_pending,
             access_key_id: self.access_key_id.clone(),
             has_secret_key: self.secret_access_key.is_some(),
+            previous_access_key_id: self.previous_access_key_id.clone(),
         }
     }
 }
@@ -239,13 +256,16 @@ mod tests {
             secret_access_key: Some(Secret::new("wJalrXUtnFEMI".into())),
             employee_id: Some("E1".into()),
             password_pending: false,
+            previous_access_key_id: Some("AKIAOLD".into()),
+            previous_secret_access_key: Some(Secret::new("oldSecretK3y".into())),
         };
         let json = doc.to_json();
         assert!(json.contains("\"password\":\"Pa55word!xyz\""));
         assert!(!json.contains("password_pending"));
+        assert!(json.contains("\"previous_secret_access_key\":\"oldSecretK3y\""));
         assert_eq!(SecretDoc::parse(&json).unwrap(), doc);
         let dbg = format!("{doc:?}");
-        assert!(!dbg.contains("Pa55word") && !dbg.contains("wJalr"));
+        assert!(!dbg.contains("Pa55word") && !dbg.contains("wJalr") && !dbg.contains("oldSecret"));
         let minimal = SecretDoc::parse(r#"{"user_name":"a","signin_url":"u"}"#).unwrap();
         assert!(minimal.password.is_none() && !minimal.view().has_password);
         assert!(SecretDoc::parse("garbage").is_none());

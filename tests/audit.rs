@@ -22,6 +22,9 @@ use time::OffsetDateTime;
 /// In every seeded secret: it must never reach any output.
 const CANARY: &str = "CANARY-s3cr3t-0f7d2c";
 const BIN: &str = env!("CARGO_BIN_EXE_hr-iam-audit");
+const ALLOW_ALL: &str =
+    r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
+const SSH_KEY: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQDZ0pv1Ht1kz5q0K1Q0f0m2c1ck4sOVU8Hc2Wo0wPnOmqGx3s3k1x1pD3Ji0R1yYv8dQW8S4Ff0v8B3m6cQ2Z4v0nV4+3kWl8P9b2j8fSxq5rjF2YkR4mQ3x5H0y9l1K8rTn0pX2hX3a3y2u7ZQ8L0m7M3yT0b4D5Q6X5R3v1H9w2sJ0o8e6Q7r4Y1F2a3b4c5d6e7f8g9h0i1j2k3l4m5n6o7p8q9r0s1t2u3v4w5x6y7z8A9B0C1D2E3F4G5H6I7J8K9L0M1N2O3P4Q5R6S7T8U9V0W1X2Y3Z4 audit@test";
 const DENY_ALL: &str =
     r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"*","Resource":"*"}]}"#;
 
@@ -379,7 +382,7 @@ async fn clean_then_every_kind_of_drift() {
     let csv = audit(&endpoint, &[], &["audit", "--format", "csv"], None);
     assert_eq!(
         (csv.code, csv.out.as_str()),
-        (0, "code,user_name,secret_name,detail,severity\n")
+        (0, "code,user_name,secret_name,detail,severity,controls\n")
     );
 
     // Drift, by hand.
@@ -484,6 +487,57 @@ async fn clean_then_every_kind_of_drift() {
         .send()
         .await
         .unwrap();
+    // Contract v3 (section 8): a second user of eve's employee id, an SSH key on a
+    // managed user, full administrator through a group, two active keys.
+    seed_user(&sdk, "eve.twin", "", "active").await;
+    add_group(&sdk, "eve.twin", "staff").await;
+    iam.tag_user()
+        .user_name("eve.twin")
+        .tags(itag("hr:employee-id", "E-eve.eng"))
+        .send()
+        .await
+        .unwrap();
+    iam.upload_ssh_public_key()
+        .user_name("gus.group")
+        .ssh_public_key_body(SSH_KEY)
+        .send()
+        .await
+        .unwrap();
+    let god = iam
+        .create_policy()
+        .policy_name("god-mode")
+        .policy_document(ALLOW_ALL)
+        .send()
+        .await
+        .unwrap()
+        .policy()
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_owned();
+    iam.create_group()
+        .group_name("admins")
+        .send()
+        .await
+        .unwrap();
+    iam.attach_group_policy()
+        .group_name("admins")
+        .policy_arn(&god)
+        .send()
+        .await
+        .unwrap();
+    add_group(&sdk, "nina.name", "admins").await;
+    sm.tag_resource()
+        .secret_id("hr-provisioner/nina.name")
+        .tags(stag("hr:status", "retired"))
+        .send()
+        .await
+        .unwrap(); // stale: the secret says retired, the user is active
+    iam.create_access_key()
+        .user_name("sam.sales")
+        .send()
+        .await
+        .unwrap(); // a second active key
     let secret_values = all_secret_values(&sdk).await;
 
     // MFA_GRACE_DAYS=0: every console user without MFA is past its grace.
@@ -504,9 +558,16 @@ async fn clean_then_every_kind_of_drift() {
         pair("no-mfa", "sam.sales"),
         pair("no-mfa", "eve.eng"),
         pair("missing-grant", "gus.group"),
-        pair("stale-secret", "stan.stale"),
+        pair("tampered", "stan.stale"),
+        pair("stale-secret", "nina.name"),
         pair("name-mismatch", "nina.name"),
         pair("past-end-date", "gus.group"),
+        pair("duplicate-employee", "eve.eng"),
+        pair("duplicate-employee", "eve.twin"),
+        pair("unmanaged-credential", "gus.group"),
+        pair("full-admin", "nina.name"),
+        pair("multiple-active-keys", "sam.sales"),
+        pair("direct-policy", "sam.sales"),
     ] {
         assert!(found.contains(&want), "{want:?} not in {found:#?}");
     }
@@ -514,7 +575,8 @@ async fn clean_then_every_kind_of_drift() {
     let all: BTreeSet<&str> = Code::ALL
         .iter()
         .map(|c| c.as_str())
-        .filter(|c| *c != "key-age") // moto dates every key now: unit-tested only
+        // moto dates every key now and records no use: unit-tested only.
+        .filter(|c| !matches!(*c, "key-age" | "unused-credential"))
         .collect();
     assert_eq!(codes, all);
     // Clean parts stay clean: MFA user, properly retired user, tombstone.
@@ -528,7 +590,8 @@ async fn clean_then_every_kind_of_drift() {
             "{f}"
         );
     }
-    // The calls the binary reports are the calls on the wire: four read operations.
+    // The calls the binary reports are the calls on the wire: four read operations,
+    // and the two per-user lists (moto lacks ListServiceSpecificCredentials).
     let counts = proxy.counts();
     let ops: BTreeSet<(&str, &str)> = counts
         .iter()
@@ -540,6 +603,8 @@ async fn clean_then_every_kind_of_drift() {
             ("iam", "GenerateCredentialReport"),
             ("iam", "GetAccountAuthorizationDetails"),
             ("iam", "GetCredentialReport"),
+            ("iam", "ListSSHPublicKeys"),
+            ("iam", "ListServiceSpecificCredentials"),
             ("secretsmanager", "ListSecrets"),
             ("scheduler", "ListSchedules"),
         ])
@@ -579,8 +644,22 @@ async fn clean_then_every_kind_of_drift() {
     let mut rows = ::csv::Reader::from_reader(csv.out.as_bytes());
     assert_eq!(
         rows.headers().unwrap().iter().collect::<Vec<_>>(),
-        ["code", "user_name", "secret_name", "detail", "severity"]
+        [
+            "code",
+            "user_name",
+            "secret_name",
+            "detail",
+            "severity",
+            "controls"
+        ]
     );
+    let csv_rows_all: Vec<_> = ::csv::Reader::from_reader(csv.out.as_bytes())
+        .records()
+        .map(Result::unwrap)
+        .collect();
+    assert!(csv_rows_all
+        .iter()
+        .any(|r| &r[0] == "full-admin" && &r[5] == "CIS 2.14 IAM.1"));
     let csv_rows: Vec<_> = rows.records().map(Result::unwrap).collect();
     assert_eq!(csv_rows.len(), v["findings"].as_array().unwrap().len());
     assert!(csv_rows
@@ -640,7 +719,17 @@ async fn calls_do_not_grow_with_users() {
         assert_eq!(calls(&small, op), 1, "{op}");
         assert_eq!(calls(&big, op), 1, "{op}");
     }
-    assert!(big["calls"]["total"].as_u64() <= small["calls"]["total"].as_u64());
+    // SSH keys and service-specific credentials exist only per user: exactly one
+    // call each per managed user, and nothing else grows.
+    assert_eq!(calls(&small, "ListSSHPublicKeys"), 9);
+    assert_eq!(calls(&big, "ListSSHPublicKeys"), 90);
+    let per_user =
+        |v: &Value| calls(v, "ListSSHPublicKeys") + calls(v, "ListServiceSpecificCredentials");
+    assert!(calls(&big, "ListServiceSpecificCredentials") >= 90);
+    assert!(
+        big["calls"]["total"].as_u64().unwrap() - per_user(&big)
+            <= small["calls"]["total"].as_u64().unwrap() - per_user(&small)
+    );
 }
 
 /// A bad setting and an unreachable AWS both end in exit status 2.

@@ -171,6 +171,9 @@ class Resolver:
                 return f"arn:{part}:lambda:{region}:{acct}:function:{self.ref(name)}"
             if rtype == "AWS::SNS::Topic":
                 return self.ref(name)
+            if rtype == "AWS::Events::Rule":
+                rule = self._prop(name, "Name", name)
+                return f"arn:{part}:events:{region}:{acct}:rule/{rule}"
         if rtype == "AWS::SQS::Queue" and attr == "QueueName":
             return self.ref(name).rsplit("/", 1)[1]
         raise KeyError(f"no placeholder for GetAtt {name}.{attr} ({rtype})")

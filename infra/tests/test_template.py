@@ -47,7 +47,7 @@ IAM_WRITES = {
     "iam:DeleteUserPolicy", "iam:CreateAccessKey", "iam:DeleteAccessKey", "iam:CreateLoginProfile",
     "iam:UpdateLoginProfile", "iam:DeleteLoginProfile", "iam:DeactivateMFADevice",
     "iam:DeleteVirtualMFADevice", "iam:DeleteSSHPublicKey", "iam:DeleteSigningCertificate",
-    "iam:DeleteServiceSpecificCredential", "iam:DeleteUser",
+    "iam:DeleteServiceSpecificCredential", "iam:DeleteUser", "iam:UpdateAccessKey",
 }
 # Writes whose resource is not the user (service authorization reference).
 GROUP_WRITES = {"iam:AddUserToGroup", "iam:RemoveUserFromGroup"}
@@ -69,18 +69,23 @@ RUNTIME = {  # SQS event source mapping (runs with the function's role) and logg
 # Effective dates (contract section 9; test_dates.py checks their scope).
 SCHEDULES = {"scheduler:GetSchedule", "scheduler:CreateSchedule", "scheduler:UpdateSchedule",
              "scheduler:DeleteSchedule", "iam:PassRole"}
-EXPECTED_ACTIONS = IAM_READS | IAM_WRITES | SECRETS | RUNTIME | SCHEDULES | {
+# The credential lifecycle (section 11) reads like the audit.
+LIFECYCLE_READS = {"iam:GetAccountAuthorizationDetails", "iam:GenerateCredentialReport",
+                   "iam:GetCredentialReport"}
+EXPECTED_ACTIONS = IAM_READS | IAM_WRITES | SECRETS | RUNTIME | SCHEDULES | LIFECYCLE_READS | {
     "ses:SendEmail", "kms:GenerateDataKey", "kms:Decrypt", "kms:DescribeKey",
 }
 AUDIT_ACTIONS = {"iam:GetAccountAuthorizationDetails", "iam:GenerateCredentialReport",
                  "iam:GetCredentialReport", "secretsmanager:ListSecrets",
                  "scheduler:ListSchedules", "scheduler:GetSchedule",
+                 "iam:ListSSHPublicKeys", "iam:ListServiceSpecificCredentials",
                  "logs:CreateLogStream", "logs:PutLogEvents"}
 CONTRACT_VARIABLES = {
     "USER_PATH", "PROVISIONING_RULES", "TEMPLATE_PATH", "PERMISSIONS_BOUNDARY_ARN", "SECRET_PREFIX",
     "SECRET_KMS_KEY_ID", "SENDER_EMAIL", "SIGNIN_URL", "LEAVER_ACTION", "SECRET_RECOVERY_DAYS",
     "DRY_RUN", "MAX_EVENT_AGE_DAYS", "DENY_POLICY_ARN", "KEY_MAX_AGE_DAYS", "MFA_GRACE_DAYS",
     "SCHEDULE_GROUP", "SCHEDULE_TARGET_ARN", "SCHEDULER_ROLE_ARN", "PROVISION_LEAD", "HR_TIME_ZONE",
+    "KEY_ROTATION_GRACE_DAYS", "UNUSED_DISABLE_DAYS",
 }
 # The project's own variables the stack sets (README configuration table).
 STACK_VARIABLES = {"MAX_INSTANCES", "RATE_FLOOR_PER_SECOND"}
@@ -843,6 +848,11 @@ def test_parameters_constraints(template):
         assert not re.match(params[name]["AllowedPattern"], "/"), "the root path must be refused"
     assert params["TemplatePath"]["Default"] == "/templates/"
     assert params["AuditSchedule"]["Default"] == "rate(1 day)"
+    assert params["LifecycleSchedule"]["Default"] == "rate(1 day)"
+    assert (params["KeyRotationGraceDays"]["Default"], params["KeyRotationGraceDays"]["MinValue"],
+            params["KeyRotationGraceDays"]["MaxValue"]) == (7, 0, 3649)
+    assert (params["UnusedDisableDays"]["Default"], params["UnusedDisableDays"]["MinValue"],
+            params["UnusedDisableDays"]["MaxValue"]) == (45, 1, 3650)
 
 
 def test_rules_refuse_bad_combinations(template):
@@ -937,6 +947,28 @@ def test_scheduled_audit_function(template, resolver):
     assert event["Properties"]["Schedule"] == "rate(1 day)"
     assert function_props(template, "AuditFunction", AuditSchedule="cron(0 6 * * ? *)")[
         "Events"]["Schedule"]["Properties"]["Schedule"] == "cron(0 6 * * ? *)"
+
+
+def test_lifecycle_runs_in_the_provisioner_on_its_own_schedule(template, resolver, statements):
+    """Section 11: rotation and unused disabling write, so they run with the provisioner's
+    role (never the read-only audit's), on their own schedule whose input the bootstrap
+    tells apart; UpdateAccessKey only on managed users."""
+    res = template["Resources"]
+    rule = resolved(template).resolve(res["LifecycleScheduleRule"]["Properties"])
+    assert rule["ScheduleExpression"] == "rate(1 day)"
+    (target,) = rule["Targets"]
+    assert target["Arn"] == resolver.get_att("ProvisionerFunction", "Arn")
+    assert json.loads(target["Input"]) == {"hr-iam-lifecycle": "run"}
+    perm = resolved(template).resolve(res["LifecycleInvokePermission"]["Properties"])
+    assert perm["Principal"] == "events.amazonaws.com"
+    assert perm["SourceArn"] == resolver.get_att("LifecycleScheduleRule", "Arn")
+    assert decide(statements, "iam:UpdateAccessKey", user_arn("jane"), managed(None)) == ALLOW
+    assert decide(statements, "iam:UpdateAccessKey", user_arn("jane"), {}) != ALLOW
+    assert decide(statements, "iam:UpdateAccessKey", user_arn("admin", "/"), managed(None)) != ALLOW
+    for a in ("iam:GetAccountAuthorizationDetails", "iam:GetCredentialReport"):
+        assert decide(statements, a, "*") == ALLOW, a
+    audit = role_statements(template, "AuditRole")
+    assert decide(audit, "iam:UpdateAccessKey", user_arn("jane"), managed(None)) != ALLOW
 
 
 def test_audit_role_is_read_only(template, resolver):

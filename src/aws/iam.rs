@@ -1,6 +1,6 @@
 //! IAM adapter: the reads that make up a user's state, and one method per write.
 
-use aws_sdk_iam::types::{AssignmentStatusType, Tag};
+use aws_sdk_iam::types::{AssignmentStatusType, StatusType, Tag};
 use aws_sdk_iam::Client;
 
 use super::{call, classify, AwsError, Budget, ErrorKind, Retry};
@@ -205,9 +205,10 @@ impl Iam {
                     .filter_map(|k| {
                         let id = k.access_key_id()?.to_owned();
                         let created = k.create_date().map(format_date).unwrap_or_default();
-                        Some((id, created))
+                        let inactive = k.status() == Some(&StatusType::Inactive);
+                        Some((id, created, inactive))
                     })
-                    .collect::<Vec<(String, String)>>()
+                    .collect::<Vec<(String, String, bool)>>()
             }
         );
         let (groups, attached_policies, inline_policies, login_profile, keys) =
@@ -217,8 +218,13 @@ impl Iam {
             attached_policies,
             inline_policies,
             login_profile,
-            access_keys: keys.iter().map(|(id, _)| id.clone()).collect(),
-            key_created: keys.into_iter().collect(),
+            access_keys: keys.iter().map(|(id, ..)| id.clone()).collect(),
+            inactive_keys: keys
+                .iter()
+                .filter(|k| k.2)
+                .map(|(id, ..)| id.clone())
+                .collect(),
+            key_created: keys.into_iter().map(|(id, c, _)| (id, c)).collect(),
             ..Attachments::default()
         };
         // Planted credentials (contract section 5, "nothing planted survives") are

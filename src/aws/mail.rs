@@ -71,6 +71,29 @@ pub fn compose(user_name: &str, signin_url: &str, first_name: Option<&str>) -> W
     }
 }
 
+/// The key-rotation notice (contract section 11): a new key waits in the
+/// employee's secret, the old one stops working on `deadline`. Built from the
+/// user name and the date only: no key id, no key, nothing from the event.
+pub fn compose_new_key(user_name: &str, deadline: &str) -> Welcome {
+    let text = format!(
+        "Hello,\n\nA new AWS access key has been issued for your user {user_name} and stored \
+         where your credentials are kept; ask your administrator if you do not know where.\n\n\
+         Please switch your tools to the new key. The previous key stops working on {deadline}.\n"
+    );
+    let html = format!(
+        "<p>Hello,</p><p>A new AWS access key has been issued for your user <b>{}</b> and stored \
+         where your credentials are kept; ask your administrator if you do not know where.</p>\
+         <p>Please switch your tools to the new key. The previous key stops working on <b>{}</b>.</p>",
+        escape(user_name),
+        escape(deadline),
+    );
+    Welcome {
+        subject: "A new AWS access key is waiting for you".into(),
+        text,
+        html,
+    }
+}
+
 fn escape(s: &str) -> String {
     s.chars()
         .map(|c| match c {
@@ -177,5 +200,20 @@ mod tests {
             }
         }
         assert!(compose("u", URL, None).text.starts_with("Hello,\n"));
+    }
+}
+
+#[cfg(test)]
+mod new_key_tests {
+    use super::*;
+
+    #[test]
+    fn the_new_key_notice_names_the_user_and_the_date_and_no_key() {
+        let m = compose_new_key("jane.doe", "2026-12-14");
+        assert!(m.text.contains("jane.doe") && m.text.contains("2026-12-14"));
+        assert!(m.html.contains("<b>jane.doe</b>"));
+        assert!(!m.text.contains("AKIA") && !m.html.contains("AKIA"));
+        let m = compose_new_key("<x>", "d");
+        assert!(m.html.contains("&lt;x&gt;") && !m.html.contains("<x>"));
     }
 }

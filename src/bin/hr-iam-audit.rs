@@ -14,6 +14,7 @@ use hr_iam_provisioner::audit::Outcome;
 use hr_iam_provisioner::aws::Budget;
 use hr_iam_provisioner::event::{check_window, parse_body, HrEvent};
 use hr_iam_provisioner::review::read::{Part, Progress, Reader};
+use hr_iam_provisioner::review::render::shown;
 use hr_iam_provisioner::review::{self, render};
 use hr_iam_provisioner::service::Provisioner;
 use hr_iam_provisioner::wiring;
@@ -97,6 +98,30 @@ Needs the provisioner's read permissions (it runs the function's own planner,
 which reads the user and its secret to know what is stored; no value is
 printed). Exit status: 0 planned, unchanged or stale; 2 rejected or failed.")]
     Plan(PlanArgs),
+    /// Write the access review: per manager a CSV and an HTML page, and an index
+    #[command(after_long_help = "\
+Examples:
+  hr-iam-audit review --out review-2026-q4
+  xdg-open review-2026-q4/index.html
+
+Reads like the audit (read-only, no secret value) and writes, per manager
+(hr:manager-email; users without one under \"(no manager)\"), MANAGER.csv and
+MANAGER.html with each report's status, department, groups and policies,
+console and key last use, MFA and findings (with their CIS ids), plus
+index.html linking every manager's page. The pages are self-contained: no
+script, font or style sheet is loaded from anywhere. Exit status as the audit:
+0 clean, 1 findings, 2 could not read or write.")]
+    Review(ReviewArgs),
+}
+
+#[derive(Args)]
+struct ReviewArgs {
+    /// The directory to write into (created when missing; files are replaced)
+    #[arg(long, value_name = "DIR")]
+    out: std::path::PathBuf,
+    /// No progress indicator (it is only shown when stderr is a terminal)
+    #[arg(long, short = 'q')]
+    quiet: bool,
 }
 
 #[derive(Args, Clone)]
@@ -110,6 +135,16 @@ struct AuditArgs {
     /// Colours in the table: auto = when stdout is a terminal and NO_COLOR is unset
     #[arg(long, value_enum, default_value_t = When::Auto)]
     color: When,
+    /// Add a benchmark summary (per control: users passing, users failing) to the
+    /// table and the JSON; each finding names its controls in every format
+    #[arg(long, value_enum, value_name = "BENCHMARK")]
+    baseline: Option<Baseline>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Baseline {
+    /// CIS AWS Foundations Benchmark, IAM user controls (with Security Hub ids)
+    Cis,
 }
 
 #[derive(Args)]
@@ -166,6 +201,7 @@ async fn main() -> ExitCode {
     let code = match cli.command {
         Some(Command::Plan(p)) => Box::pin(plan(p)).await,
         Some(Command::Audit(a)) => Box::pin(audit(a)).await,
+        Some(Command::Review(r)) => Box::pin(access_review(r)).await,
         None => Box::pin(audit(cli.audit)).await,
     };
     ExitCode::from(code)
@@ -219,10 +255,13 @@ async fn audit(a: AuditArgs) -> u8 {
     let spinner = Spinner::new(!a.quiet && std::io::stderr().is_terminal());
     let result = review::run(&config, &reader, &spinner).await;
     spinner.bar.finish_and_clear();
-    let report = match result {
+    let mut report = match result {
         Ok(r) => r,
         Err(e) => return fail(format_args!("could not read AWS: {e}")),
     };
+    if let Some(Baseline::Cis) = a.baseline {
+        report.baseline = Some(review::cis::baseline(&report));
+    }
     let color = match a.color {
         When::Always => true,
         When::Never => false,
@@ -240,6 +279,58 @@ async fn audit(a: AuditArgs) -> u8 {
         },
     };
     print!("{text}");
+    for i in &report.incomplete {
+        eprintln!("hr-iam-audit: incomplete: {i}");
+    }
+    report.exit_code()
+}
+
+/// The access review: the audit's read, then one CSV and one page per manager.
+async fn access_review(a: ReviewArgs) -> u8 {
+    let config = match review::config_from_env(|k| std::env::var(k).ok()) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let sdk = wiring::sdk_config().await;
+    let reader = Reader::new(&sdk, Instant::now() + AUDIT_TIME);
+    let show = !a.quiet && std::io::stderr().is_terminal();
+    let spinner = Spinner::new(show);
+    let result = review::run(&config, &reader, &spinner).await;
+    spinner.bar.finish_and_clear();
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => return fail(format_args!("could not read AWS: {e}")),
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let generated = hr_iam_provisioner::event::format_utc(now.replace_nanosecond(0).unwrap_or(now));
+    let files = match review::access::files(&report, &generated) {
+        Ok(f) => f,
+        Err(e) => return fail(format_args!("could not write CSV: {e}")),
+    };
+    if let Err(e) = std::fs::create_dir_all(&a.out) {
+        return fail(format_args!("cannot create {}: {e}", a.out.display()));
+    }
+    let bar = if show {
+        ProgressBar::with_draw_target(Some(files.len() as u64), ProgressDrawTarget::stderr())
+    } else {
+        ProgressBar::hidden()
+    };
+    for (name, content) in &files {
+        bar.set_message(name.clone());
+        let path = a.out.join(name);
+        if let Err(e) = std::fs::write(&path, content) {
+            bar.finish_and_clear();
+            return fail(format_args!("cannot write {}: {e}", path.display()));
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let managers = (files.len() - 1) / 2;
+    eprintln!(
+        "hr-iam-audit: access review of {} users for {managers} managers written to {}",
+        report.users.len(),
+        a.out.join("index.html").display()
+    );
     for i in &report.incomplete {
         eprintln!("hr-iam-audit: incomplete: {i}");
     }
@@ -341,43 +432,47 @@ async fn plan_one(p: &Provisioner, input: &Input, arn: &str) -> Planned {
     }
 }
 
+// Everything echoed from an event (ids, names, a reason quoting a duplicate key,
+// steps naming a group) goes through `shown`, as in the audit's table: a control
+// or bidirectional character could otherwise rewrite the operator's terminal.
 fn plan_json(input: &Input, r: &Planned) -> Value {
     let ev = r.event.as_ref();
+    let esc = |v: Option<&String>| v.map(|s| shown(s));
     json!({
-        "message_id": input.message_id,
-        "event_id": ev.map(|e| &e.event_id),
+        "message_id": esc(input.message_id.as_ref()),
+        "event_id": esc(ev.map(|e| &e.event_id)),
         "event_type": ev.map(|e| e.event_type.as_str()),
-        "employee_id": ev.map(|e| &e.employee.employee_id),
-        "user_name": ev.map(|e| &e.user_name),
+        "employee_id": esc(ev.map(|e| &e.employee.employee_id)),
+        "user_name": esc(ev.map(|e| &e.user_name)),
         "outcome": r.outcome.as_str(),
-        "reason": r.reason,
-        "steps": r.steps,
+        "reason": esc(r.reason.as_ref()),
+        "steps": r.steps.iter().map(|s| shown(s)).collect::<Vec<_>>(),
     })
 }
 
 fn plan_text(input: &Input, r: &Planned) -> String {
     let mut out = String::new();
     if let Some(m) = &input.message_id {
-        out.push_str(&format!("record {m}\n"));
+        out.push_str(&format!("record {}\n", shown(m)));
     }
     if let Some(e) = &r.event {
         out.push_str(&format!(
             "event {} ({}) for employee {}, user {}\n",
-            e.event_id,
+            shown(&e.event_id),
             e.event_type.as_str(),
-            e.employee.employee_id,
-            e.user_name
+            shown(&e.employee.employee_id),
+            shown(&e.user_name)
         ));
     }
     out.push_str(&format!("outcome: {}\n", r.outcome.as_str()));
     if let Some(why) = &r.reason {
-        out.push_str(&format!("reason: {why}\n"));
+        out.push_str(&format!("reason: {}\n", shown(why)));
     }
     match (r.outcome, r.steps.is_empty()) {
         (Outcome::Planned, false) => {
             out.push_str("steps it would take, in order:\n");
             for (i, s) in r.steps.iter().enumerate() {
-                out.push_str(&format!("  {:>2}. {s}\n", i + 1));
+                out.push_str(&format!("  {:>2}. {}\n", i + 1, shown(s)));
             }
         }
         (Outcome::Unchanged, _) => out.push_str("nothing to do: already in effect\n"),
@@ -428,4 +523,37 @@ async fn plan(a: PlanArgs) -> u8 {
         );
     }
     code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A rejection reason quotes the event (a duplicate key, a bad name): what
+    /// `plan` echoes carries no control or bidirectional character.
+    #[test]
+    fn plan_escapes_what_it_echoes_from_an_event() {
+        let body = "{\"event_id\":\"a\",\"event_id\":\"b\",\"x\u{202e}\u{1b}[2J\":1}";
+        let ev = parse_body(body);
+        let reason = match ev {
+            Err(r) => r.reason,
+            Ok(_) => panic!("a duplicate key is rejected"),
+        };
+        let input = Input {
+            message_id: Some("m\u{200b}1".into()),
+            body: body.into(),
+            group: None,
+        };
+        let planned = rejected(None, format!("{reason} \u{202e}\u{1b}[31m"));
+        let text = plan_text(&input, &planned);
+        let json = plan_json(&input, &planned).to_string();
+        for out in [&text, &json] {
+            assert!(!out.contains(['\u{202e}', '\u{200b}', '\u{1b}']), "{out:?}");
+        }
+        assert!(text.contains("record m?1"), "{text}");
+        assert!(
+            text.contains("reason: ") && text.contains("??[31m"),
+            "{text}"
+        );
+    }
 }

@@ -125,6 +125,7 @@ impl World {
                     password_pending: s.pending,
                     access_key_id: s.key.clone(),
                     has_secret_key: s.key.is_some(),
+                    previous_access_key_id: None,
                 }),
             },
         }
@@ -1183,7 +1184,6 @@ fn tags_follow_iams_real_pattern() {
         .any(|(k, _)| k == TAG_DEPARTMENT));
 }
 
-
 // ---- Offboarding is never silently skipped (issue 16) ----
 
 
@@ -1418,4 +1418,56 @@ fn secrets_record_the_user_id_and_the_event_type() {
     assert_eq!(s.tags.get(TAG_LAST_EVENT_TYPE).map(String::as_str), Some("joined"));
     w.run(&left("l1", T2), &cfg, None);
     assert_eq!(w.user.unwrap().tag(TAG_LAST_EVENT_TYPE), Some("left"));
+}
+
+/// Section 11 (credential lifecycle): during a rotation's grace the secret holds
+/// the old key too, and a mover keeps it; a stored key deactivated as unused is
+/// replaced by a new one, never kept.
+#[test]
+fn a_mover_keeps_a_rotations_previous_key_and_replaces_an_inactive_one() {
+    let cfg = config(LeaverAction::Disable);
+    let mut w = World::default();
+    w.run(&joined("j1", T1), &cfg, None);
+    let stored = w.keys[0].clone();
+    let mut state = w.state();
+    state.attachments.access_keys.push("OLDKEY".into());
+    if let SecretState::Present(v) = &mut state.secret {
+        v.previous_access_key_id = Some("OLDKEY".into());
+    }
+    let v = verdict(&changed("c1", T2, "engineering"), &cfg, &state);
+    let names = match &v {
+        Verdict::Apply(p) => p.action_names(),
+        Verdict::Unchanged(_) => vec![],
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        names.iter().all(|n| !n.starts_with("DeleteAccessKey")),
+        "{names:?}"
+    );
+    // A previous key the secret does not name is an orphan, as before.
+    let mut state = w.state();
+    state.attachments.access_keys.push("OLDKEY".into());
+    let v = verdict(&changed("c1", T2, "engineering"), &cfg, &state);
+    let Verdict::Apply(p) = &v else {
+        panic!("{v:?}")
+    };
+    assert!(p
+        .action_names()
+        .contains(&"DeleteAccessKey:OLDKEY".to_owned()));
+    // The stored key inactive (disabled as unused): deleted and replaced.
+    let mut state = w.state();
+    state.attachments.inactive_keys.insert(stored.clone());
+    let v = verdict(&changed("c1", T2, "engineering"), &cfg, &state);
+    let Verdict::Apply(p) = &v else {
+        panic!("{v:?}")
+    };
+    let names = p.action_names();
+    let del = names
+        .iter()
+        .position(|n| *n == format!("DeleteAccessKey:{stored}"));
+    let create = names.iter().position(|n| n == "CreateAccessKey");
+    assert!(
+        del.is_some() && create.is_some() && del < create,
+        "{names:?}"
+    );
 }

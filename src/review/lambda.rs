@@ -18,6 +18,9 @@ pub const NAMESPACE: &str = "HrProvisioner/Audit";
 #[derive(Debug)]
 pub enum Invocation {
     Audit,
+    /// The credential lifecycle writer (contract section 11): its own schedule
+    /// sends `{"hr-iam-lifecycle":"run"}`.
+    Lifecycle,
     Sqs(SqsEvent),
 }
 
@@ -38,6 +41,9 @@ pub fn dispatch(payload: Value) -> Result<Invocation, serde_json::Error> {
     let asked = payload.get("hr-iam-audit").and_then(Value::as_str) == Some("audit");
     if scheduled || asked {
         return Ok(Invocation::Audit);
+    }
+    if payload.get("hr-iam-lifecycle").and_then(Value::as_str) == Some("run") {
+        return Ok(Invocation::Lifecycle);
     }
     serde_json::from_value(payload).map(Invocation::Sqs)
 }
@@ -142,6 +148,11 @@ mod tests {
         let other = json!({"detail-type": "Scheduled Event", "source": "custom.app"});
         assert!(dispatch(other).is_err());
         assert!(dispatch(json!({"hr-iam-audit": "plan"})).is_err());
+        assert!(matches!(
+            dispatch(json!({"hr-iam-lifecycle": "run"})).unwrap(),
+            Invocation::Lifecycle
+        ));
+        assert!(dispatch(json!({"hr-iam-lifecycle": "audit"})).is_err());
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //!
 //! Nothing here calls `GetSecretValue`: secrets are compared through their tags.
 
+pub mod access;
+pub mod cis;
 pub mod compare;
 pub mod dates;
 pub mod lambda;

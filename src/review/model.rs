@@ -22,6 +22,22 @@ pub struct IamUser {
     /// Inline policy names (their documents are not kept).
     pub inline_policies: BTreeSet<String>,
     pub boundary: Option<String>,
+    /// IAM's `UserId`, which survives a rename.
+    pub user_id: Option<String>,
+    /// Inline policies whose document allows `*` on `*`.
+    pub inline_admin: BTreeSet<String>,
+    /// SSH public key ids and service-specific credential ids: listed per
+    /// managed user (`None`: not listed).
+    pub ssh_keys: Option<Vec<String>>,
+    pub service_credentials: Option<Vec<String>>,
+}
+
+/// One IAM group as `GetAccountAuthorizationDetails` describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct IamGroup {
+    pub policies: BTreeSet<String>,
+    /// Inline policies whose document allows `*` on `*`.
+    pub inline_admin: BTreeSet<String>,
 }
 
 impl IamUser {
@@ -52,6 +68,8 @@ pub struct Credentials {
     pub mfa_active: bool,
     /// Existing keys only (active or not).
     pub keys: Vec<KeySlot>,
+    /// Existing X.509 signing certificates: (slot, active).
+    pub certs: Vec<(u8, bool)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -109,6 +127,10 @@ pub struct Inputs {
     pub secrets: Vec<SecretMeta>,
     /// The pending schedules of `SCHEDULE_GROUP` (src/review/dates.rs).
     pub schedules: Vec<super::dates::ScheduleRow>,
+    /// Every group, by name: their policies count for the full-admin check.
+    pub groups: BTreeMap<String, IamGroup>,
+    /// Customer managed policies whose default version allows `*` on `*`.
+    pub admin_policies: BTreeSet<String>,
 }
 
 /// What the comparison needs of the configuration.
@@ -125,6 +147,7 @@ pub struct Settings {
     /// `HR_TIME_ZONE`, for a date-only `hr:end-date`.
     pub time_zone: jiff::tz::TimeZone,
     pub schedule_group: String,
+    pub unused_disable_days: i64,
 }
 
 impl Settings {
@@ -140,77 +163,82 @@ impl Settings {
             boundary_arn: c.boundary_arn.clone(),
             time_zone: c.schedule.time_zone.clone(),
             schedule_group: c.schedule.group.clone(),
+            unused_disable_days: c.unused_disable_days,
         }
     }
 }
 
-/// The stable finding codes of contract section 8.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Code {
-    MissingGrant,
-    ExtraGrant,
-    UnstoredKey,
-    StaleSecret,
-    MissingSecret,
-    OrphanSecret,
-    KeyAge,
-    NoMfa,
-    RetiredWithAccess,
-    UnmanagedInPath,
-    NameMismatch,
-    /// Contract section 9: an active user whose `hr:end-date` has passed.
-    PastEndDate,
-}
-
-impl Code {
-    pub const ALL: [Code; 12] = [
-        Code::MissingGrant,
-        Code::ExtraGrant,
-        Code::UnstoredKey,
-        Code::StaleSecret,
-        Code::MissingSecret,
-        Code::OrphanSecret,
-        Code::KeyAge,
-        Code::NoMfa,
-        Code::RetiredWithAccess,
-        Code::UnmanagedInPath,
-        Code::NameMismatch,
-        Code::PastEndDate,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Code::MissingGrant => "missing-grant",
-            Code::ExtraGrant => "extra-grant",
-            Code::UnstoredKey => "unstored-key",
-            Code::StaleSecret => "stale-secret",
-            Code::MissingSecret => "missing-secret",
-            Code::OrphanSecret => "orphan-secret",
-            Code::KeyAge => "key-age",
-            Code::NoMfa => "no-mfa",
-            Code::RetiredWithAccess => "retired-with-access",
-            Code::UnmanagedInPath => "unmanaged-in-path",
-            Code::NameMismatch => "name-mismatch",
-            Code::PastEndDate => "past-end-date",
+/// Declares the finding codes: one line each (variant, stable code, severity,
+/// the benchmark controls it maps to), so adding a code is a one-line change.
+macro_rules! codes {
+    ($($(#[$doc:meta])* $v:ident = $s:literal, $sev:ident, [$($ctl:expr),*];)*) => {
+        /// The stable finding codes of contract section 8.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+        #[serde(rename_all = "kebab-case")]
+        pub enum Code {
+            $($(#[$doc])* $v,)*
         }
-    }
 
-    /// How urgent: access someone should not have is high; hygiene is medium;
-    /// bookkeeping that grants nothing is low.
-    pub fn severity(self) -> Severity {
-        match self {
-            Code::ExtraGrant | Code::UnstoredKey | Code::RetiredWithAccess | Code::PastEndDate => {
-                Severity::High
+        impl Code {
+            pub const ALL: [Code; [$(stringify!($v)),*].len()] = [$(Code::$v,)*];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Code::$v => $s,)*
+                }
             }
-            Code::KeyAge
-            | Code::NoMfa
-            | Code::OrphanSecret
-            | Code::MissingSecret
-            | Code::UnmanagedInPath => Severity::Medium,
-            Code::MissingGrant | Code::StaleSecret | Code::NameMismatch => Severity::Low,
+
+            /// How urgent: access someone should not have is high; hygiene is
+            /// medium; bookkeeping that grants nothing is low.
+            pub fn severity(self) -> Severity {
+                match self {
+                    $(Code::$v => Severity::$sev,)*
+                }
+            }
+
+            /// The CIS AWS Foundations Benchmark and Security Hub controls this
+            /// finding fails (see `cis.rs` and docs/audit.md).
+            pub fn controls(self) -> &'static [&'static Control] {
+                match self {
+                    $(Code::$v => &[$($ctl),*],)*
+                }
+            }
         }
-    }
+    };
+}
+
+use super::cis::{
+    Control, CIS_FULL_ADMIN, CIS_GROUPS_ONLY, CIS_KEY_ROTATION, CIS_MFA, CIS_ONE_KEY, CIS_UNUSED,
+};
+
+codes! {
+    MissingGrant = "missing-grant", Low, [];
+    ExtraGrant = "extra-grant", High, [];
+    UnstoredKey = "unstored-key", High, [];
+    StaleSecret = "stale-secret", Low, [];
+    MissingSecret = "missing-secret", Medium, [];
+    OrphanSecret = "orphan-secret", Medium, [];
+    KeyAge = "key-age", Medium, [&CIS_KEY_ROTATION];
+    NoMfa = "no-mfa", Medium, [&CIS_MFA];
+    RetiredWithAccess = "retired-with-access", High, [];
+    UnmanagedInPath = "unmanaged-in-path", Medium, [];
+    NameMismatch = "name-mismatch", Low, [];
+    /// Two managed users carry one `hr:employee-id`.
+    DuplicateEmployee = "duplicate-employee", High, [];
+    /// An SSH key, signing certificate or service-specific credential.
+    UnmanagedCredential = "unmanaged-credential", High, [];
+    /// State tags in the future, or user and secret disagreeing.
+    Tampered = "tampered", High, [];
+    /// Password or active key unused for `UNUSED_DISABLE_DAYS`.
+    UnusedCredential = "unused-credential", Medium, [&CIS_UNUSED];
+    /// More than one active access key.
+    MultipleActiveKeys = "multiple-active-keys", Medium, [&CIS_ONE_KEY];
+    /// A policy attached to the user itself, not through a group.
+    DirectPolicy = "direct-policy", Low, [&CIS_GROUPS_ONLY];
+    /// `AdministratorAccess` or a `*:*` allow, directly or through a group.
+    FullAdmin = "full-admin", High, [&CIS_FULL_ADMIN];
+    /// Contract section 9: an active user whose `hr:end-date` has passed.
+    PastEndDate = "past-end-date", High, [];
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -242,6 +270,13 @@ pub struct Finding {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret_name: Option<String>,
     pub detail: String,
+    /// The benchmark controls it fails (`CIS 2.11`, `IAM.22`, ...).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub controls: Vec<String>,
+}
+
+fn control_ids(code: Code) -> Vec<String> {
+    code.controls().iter().flat_map(|c| c.ids()).collect()
 }
 
 impl Finding {
@@ -252,6 +287,7 @@ impl Finding {
             user_name: Some(user.to_owned()),
             secret_name: None,
             detail: detail.into(),
+            controls: control_ids(code),
         }
     }
 
@@ -262,6 +298,7 @@ impl Finding {
             user_name: user.map(str::to_owned),
             secret_name: Some(secret.to_owned()),
             detail: detail.into(),
+            controls: control_ids(code),
         }
     }
 
@@ -323,6 +360,8 @@ pub struct UserRow {
     pub employee_id: Option<String>,
     pub status: Option<String>,
     pub department: Option<String>,
+    /// `hr:manager-email`: whose access review lists the user.
+    pub manager_email: Option<String>,
     /// `default` or the department key of `PROVISIONING_RULES` that applies.
     pub rule: String,
     pub groups: Grants,
@@ -376,6 +415,9 @@ pub struct Report {
     pub schedules: Vec<super::dates::ScheduleRow>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub calls: Option<Calls>,
+    /// The CIS summary, when asked for (`--baseline cis`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<Vec<super::cis::ControlRow>>,
 }
 
 impl Report {

@@ -13,17 +13,22 @@ use time::OffsetDateTime;
 use tokio::time::Instant;
 
 use super::dates::ScheduleRow;
+use futures::{StreamExt, TryStreamExt};
+
 use super::model::{
-    Calls, CredentialReport, Credentials, IamUser, Inputs, KeySlot, SecretMeta, Settings,
+    Calls, CredentialReport, Credentials, IamGroup, IamUser, Inputs, KeySlot, SecretMeta, Settings,
 };
 use super::ReviewError;
 use crate::aws::{call, classify, AwsError, Budget, ErrorKind, Retry};
 use crate::event::parse_rfc3339;
+use crate::state::{MANAGED_BY, TAG_MANAGED_BY};
 
 /// IAM's largest page for `GetAccountAuthorizationDetails`.
 const IAM_PAGE: i32 = 1000;
 /// Secrets Manager's largest page for `ListSecrets`.
 const SECRETS_PAGE: i32 = 100;
+/// Per-user lists (SSH keys, service-specific credentials) run this many at once.
+const PER_USER_AT_ONCE: usize = 4;
 
 /// Which read a progress message is about; they run at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -31,6 +36,8 @@ pub enum Part {
     Users,
     CredentialReport,
     Secrets,
+    /// SSH keys and service-specific credentials, listed per managed user.
+    UserCredentials,
 }
 
 /// Told how the reads advance (a terminal's progress indicator).
@@ -52,6 +59,8 @@ pub struct Reader {
     pub first_poll: Duration,
     pub report_wait: Duration,
     calls: Mutex<BTreeMap<String, u32>>,
+    /// An emulator endpoint may lack a per-user list: taken as "not listed".
+    pub tolerate_unsupported: bool,
 }
 
 fn time_of(t: &aws_smithy_types::DateTime) -> Option<OffsetDateTime> {
@@ -61,6 +70,13 @@ fn time_of(t: &aws_smithy_types::DateTime) -> Option<OffsetDateTime> {
 impl Reader {
     /// `deadline` bounds every call and retry.
     pub fn new(sdk: &SdkConfig, deadline: Instant) -> Self {
+        // Only an emulator endpoint may lack an API; real AWS never does.
+        let tolerate_unsupported = std::env::var_os("AWS_ENDPOINT_URL").is_some()
+            || std::env::var_os("AWS_ENDPOINT_URL_IAM").is_some();
+        if tolerate_unsupported {
+            // An emulator's code-less 500 means "not implemented", not "retry".
+            crate::aws::set_emulator_endpoint();
+        }
         Reader {
             iam: aws_sdk_iam::Client::new(sdk),
             secrets: aws_sdk_secretsmanager::Client::new(sdk),
@@ -69,6 +85,7 @@ impl Reader {
             first_poll: Duration::from_millis(250),
             report_wait: Duration::from_secs(120),
             calls: Mutex::new(BTreeMap::new()),
+            tolerate_unsupported,
         }
     }
 
@@ -90,8 +107,12 @@ impl Reader {
     /// The three reads, at once.
     pub async fn read(&self, s: &Settings, progress: &dyn Progress) -> Result<Inputs, ReviewError> {
         // Boxed: three SDK call chains inline make a future too deep to lay out.
-        let (users, report, secrets, schedules) = futures::try_join!(
-            Box::pin(async { self.users(s, progress).await.map_err(ReviewError::from) }),
+        let (details, report, secrets, schedules) = futures::try_join!(
+            Box::pin(async {
+                let mut d = self.users(s, progress).await?;
+                self.user_credentials(s, &mut d.users, progress).await?;
+                Ok::<_, ReviewError>(d)
+            }),
             Box::pin(self.credential_report(progress)),
             Box::pin(async {
                 self.secrets(&s.secret_prefix, progress)
@@ -105,17 +126,125 @@ impl Reader {
             }),
         )?;
         Ok(Inputs {
-            users,
+            users: details.users,
             report,
             secrets,
             schedules,
+            groups: details.groups,
+            admin_policies: details.admin_policies,
         })
     }
 
+    /// SSH public keys and service-specific credentials of every managed user:
+    /// two calls per managed user (IAM has no account-wide list of either), a
+    /// few at once. Neither appears in the credential report.
+    async fn user_credentials(
+        &self,
+        s: &Settings,
+        users: &mut [IamUser],
+        progress: &dyn Progress,
+    ) -> Result<(), AwsError> {
+        let managed: Vec<usize> = users
+            .iter()
+            .enumerate()
+            .filter(|(_, u)| u.path == s.user_path && u.tag(TAG_MANAGED_BY) == Some(MANAGED_BY))
+            .map(|(i, _)| i)
+            .collect();
+        let total = managed.len();
+        let names: Vec<(usize, String)> = managed
+            .iter()
+            .map(|&i| (i, users[i].name.clone()))
+            .collect();
+        let done = std::sync::atomic::AtomicUsize::new(0);
+        let lists: Vec<(usize, Listed, Listed)> = futures::stream::iter(names)
+            .map(|(i, name)| {
+                let done = &done;
+                async move {
+                    let (ssh, svc) =
+                        futures::try_join!(self.ssh_keys(&name), self.service_credentials(&name))?;
+                    let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                    progress.update(
+                        Part::UserCredentials,
+                        format!("SSH keys and service credentials: {n}/{total} users"),
+                    );
+                    Ok::<_, AwsError>((i, ssh, svc))
+                }
+            })
+            .buffer_unordered(PER_USER_AT_ONCE)
+            .try_collect()
+            .await?;
+        for (i, ssh, svc) in lists {
+            users[i].ssh_keys = ssh;
+            users[i].service_credentials = svc;
+        }
+        Ok(())
+    }
+
+    /// `None` when an emulator lacks the call: "not implemented", or an answer
+    /// without an error code (moto's 500 for an operation it lacks, which may be
+    /// classified as transient when the process never marked its endpoint as an
+    /// emulator).
+    fn unless_unsupported<T>(&self, r: Result<T, AwsError>) -> Result<Option<T>, AwsError> {
+        match r {
+            Ok(v) => Ok(Some(v)),
+            Err(e)
+                if self.tolerate_unsupported
+                    && (e.kind == ErrorKind::Unsupported || e.code.is_none()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn ssh_keys(&self, user: &str) -> Result<Option<Vec<String>>, AwsError> {
+        let r = call(&self.budget, Retry::Safe, || async {
+            self.count("ListSSHPublicKeys");
+            self.iam
+                .list_ssh_public_keys()
+                .user_name(user)
+                .max_items(IAM_PAGE)
+                .send()
+                .await
+                .map_err(|e| classify("ListSSHPublicKeys", e))
+        })
+        .await
+        .map(|out| {
+            out.ssh_public_keys()
+                .iter()
+                .map(|k| k.ssh_public_key_id().to_owned())
+                .collect()
+        });
+        self.unless_unsupported(r)
+    }
+
+    async fn service_credentials(&self, user: &str) -> Result<Option<Vec<String>>, AwsError> {
+        let r = call(&self.budget, Retry::Safe, || async {
+            self.count("ListServiceSpecificCredentials");
+            self.iam
+                .list_service_specific_credentials()
+                .user_name(user)
+                .send()
+                .await
+                .map_err(|e| classify("ListServiceSpecificCredentials", e))
+        })
+        .await
+        .map(|out| {
+            out.service_specific_credentials()
+                .iter()
+                .map(|k| k.service_specific_credential_id().to_owned())
+                .collect()
+        });
+        self.unless_unsupported(r)
+    }
+
     /// Users under `USER_PATH` and `TEMPLATE_PATH`, with groups, policies, tags and
-    /// boundary, from the account authorization details.
-    async fn users(&self, s: &Settings, progress: &dyn Progress) -> Result<Vec<IamUser>, AwsError> {
+    /// boundary, every group's policies and the customer managed policies that
+    /// allow everything, from the account authorization details.
+    async fn users(&self, s: &Settings, progress: &dyn Progress) -> Result<Details, AwsError> {
         let mut users = Vec::new();
+        let mut groups: BTreeMap<String, IamGroup> = BTreeMap::new();
+        let mut admin_policies = BTreeSet::new();
         let mut marker: Option<String> = None;
         let mut seen = 0usize;
         loop {
@@ -124,6 +253,8 @@ impl Reader {
                 self.iam
                     .get_account_authorization_details()
                     .filter(EntityType::User)
+                    .filter(EntityType::Group)
+                    .filter(EntityType::LocalManagedPolicy)
                     .max_items(IAM_PAGE)
                     .set_marker(marker.clone())
                     .send()
@@ -163,7 +294,47 @@ impl Reader {
                         .permissions_boundary()
                         .and_then(|b| b.permissions_boundary_arn())
                         .map(str::to_owned),
+                    user_id: d.user_id().map(str::to_owned),
+                    inline_admin: d
+                        .user_policy_list()
+                        .iter()
+                        .filter(|p| p.policy_document().is_some_and(allows_everything))
+                        .filter_map(|p| p.policy_name().map(str::to_owned))
+                        .collect(),
+                    ssh_keys: None,
+                    service_credentials: None,
                 });
+            }
+            for g in out.group_detail_list() {
+                let Some(name) = g.group_name() else { continue };
+                groups.insert(
+                    name.to_owned(),
+                    IamGroup {
+                        policies: g
+                            .attached_managed_policies()
+                            .iter()
+                            .filter_map(|p| p.policy_arn().map(str::to_owned))
+                            .collect(),
+                        inline_admin: g
+                            .group_policy_list()
+                            .iter()
+                            .filter(|p| p.policy_document().is_some_and(allows_everything))
+                            .filter_map(|p| p.policy_name().map(str::to_owned))
+                            .collect(),
+                    },
+                );
+            }
+            for p in out.policies() {
+                let default = p
+                    .policy_version_list()
+                    .iter()
+                    .find(|v| v.is_default_version())
+                    .and_then(|v| v.document());
+                if let (Some(arn), Some(doc)) = (p.arn(), default) {
+                    if allows_everything(doc) {
+                        admin_policies.insert(arn.to_owned());
+                    }
+                }
             }
             progress.update(
                 Part::Users,
@@ -171,7 +342,13 @@ impl Reader {
             );
             match out.marker() {
                 Some(m) if out.is_truncated() => marker = Some(m.to_owned()),
-                _ => return Ok(users),
+                _ => {
+                    return Ok(Details {
+                        users,
+                        groups,
+                        admin_policies,
+                    })
+                }
             }
         }
     }
@@ -345,6 +522,68 @@ impl Reader {
     }
 }
 
+/// A per-user list: `None` when the endpoint lacks the call (an emulator).
+type Listed = Option<Vec<String>>;
+
+/// What the account authorization details give.
+struct Details {
+    users: Vec<IamUser>,
+    groups: BTreeMap<String, IamGroup>,
+    admin_policies: BTreeSet<String>,
+}
+
+/// Whether a policy document (as IAM returns it: URL-encoded JSON) has a
+/// statement allowing every action on every resource (CIS 2.14, Security Hub
+/// IAM.1). A document that cannot be read allows nothing we can prove.
+pub fn allows_everything(document: &str) -> bool {
+    let decoded = percent_decode(document);
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(&decoded)
+        .or_else(|_| serde_json::from_str::<serde_json::Value>(document))
+    else {
+        return false;
+    };
+    let all = |x: Option<&serde_json::Value>| match x {
+        Some(serde_json::Value::String(s)) => s == "*" || s == "*:*",
+        Some(serde_json::Value::Array(a)) => a.iter().any(|s| s == "*" || s == "*:*"),
+        _ => false,
+    };
+    let statements = match v.get("Statement") {
+        Some(serde_json::Value::Array(a)) => a.clone(),
+        Some(one @ serde_json::Value::Object(_)) => vec![one.clone()],
+        _ => return false,
+    };
+    statements.iter().any(|st| {
+        st.get("Effect").and_then(|e| e.as_str()) == Some("Allow")
+            && all(st.get("Action"))
+            && all(st.get("Resource"))
+    })
+}
+
+/// `%XX` decoding (IAM URL-encodes policy documents); anything else is kept.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Parses the credential report's CSV. Columns are found by name (AWS may add
 /// some); a missing one we need makes the report unreadable, never half-read.
 pub fn parse_credential_report(csv_bytes: &[u8]) -> Result<CredentialReport, ReviewError> {
@@ -373,6 +612,16 @@ pub fn parse_credential_report(csv_bytes: &[u8]) -> Result<CredentialReport, Rev
             col(&format!("access_key_{n}_last_used_date"))?,
         ));
     }
+    // Signing certificates: optional columns (AWS has them; an emulator may not).
+    let cert_cols: Vec<(u8, usize, usize)> = (1..=2u8)
+        .filter_map(|n| {
+            Some((
+                n,
+                col(&format!("cert_{n}_active")).ok()?,
+                col(&format!("cert_{n}_last_rotated")).ok()?,
+            ))
+        })
+        .collect();
     let mut rows = BTreeMap::new();
     for rec in rdr.records() {
         let rec = rec.map_err(|e| bad(e.to_string()))?;
@@ -402,6 +651,12 @@ pub fn parse_credential_report(csv_bytes: &[u8]) -> Result<CredentialReport, Rev
                 password_last_used: when(field(pw_used)),
                 mfa_active: field(mfa) == "true",
                 keys,
+                // An existing certificate has a time; "N/A" is none.
+                certs: cert_cols
+                    .iter()
+                    .filter(|&&(_, _, rotated)| when(field(rotated)).is_some())
+                    .map(|&(n, active, _)| (n, field(active) == "true"))
+                    .collect(),
             },
         );
     }
@@ -452,6 +707,39 @@ bare,arn:aws:iam::123456789012:user/employees/bare,2026-11-20T07:59:00+00:00,fal
             !bare.password_enabled && bare.keys.is_empty() && bare.password_last_used.is_none()
         );
         assert_eq!(r.as_of(), Some(datetime!(2026-11-25 10:00:00 UTC)));
+    }
+
+    #[test]
+    fn signing_certificates_are_read_from_the_report() {
+        let with_cert = REPORT.replace(
+            "false,N/A,N/A,N/A,N/A,false,N/A,false,N/A\n",
+            "false,N/A,N/A,N/A,N/A,false,N/A,true,2026-11-21T00:00:00+00:00\n",
+        );
+        let r = parse_credential_report(with_cert.as_bytes()).unwrap();
+        assert_eq!(r.rows["bare"].certs, vec![(2, true)]);
+        assert!(r.rows["jane.doe"].certs.is_empty());
+    }
+
+    #[test]
+    fn full_admin_documents_are_recognised_encoded_or_not() {
+        let admin = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
+        assert!(allows_everything(admin));
+        let encoded = admin
+            .replace('{', "%7B")
+            .replace('}', "%7D")
+            .replace('"', "%22");
+        assert!(allows_everything(&encoded));
+        assert!(allows_everything(
+            r#"{"Statement":{"Effect":"Allow","Action":["s3:*","*:*"],"Resource":["*"]}}"#
+        ));
+        for not in [
+            r#"{"Statement":[{"Effect":"Deny","Action":"*","Resource":"*"}]}"#,
+            r#"{"Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}"#,
+            r#"{"Statement":[{"Effect":"Allow","Action":"*","Resource":"arn:aws:s3:::b"}]}"#,
+            "not json",
+        ] {
+            assert!(!allows_everything(not), "{not}");
+        }
     }
 
     #[test]

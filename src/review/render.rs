@@ -4,6 +4,7 @@
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Attribute, Cell, Color, ContentArrangement, Table};
 
+use super::cis::ControlRow;
 use super::model::{Finding, Grants, Report, Severity, UserRow};
 use crate::event::hidden_char;
 
@@ -14,7 +15,14 @@ pub fn json(report: &Report) -> String {
     serde_json::to_string_pretty(report).unwrap_or_default()
 }
 
-pub const CSV_HEADER: [&str; 5] = ["code", "user_name", "secret_name", "detail", "severity"];
+pub const CSV_HEADER: [&str; 6] = [
+    "code",
+    "user_name",
+    "secret_name",
+    "detail",
+    "severity",
+    "controls",
+];
 
 /// One finding per row, with a header. A field a spreadsheet would run as a
 /// formula (leading `=`, `+`, `-`, `@`) is prefixed with `'`.
@@ -28,13 +36,14 @@ pub fn csv(report: &Report) -> Result<String, csv::Error> {
             &inert(f.secret_name.as_deref().unwrap_or_default()),
             &inert(&f.detail),
             f.severity.as_str(),
+            &f.controls.join(" "),
         ])?;
     }
     let bytes = w.into_inner().map_err(|e| e.into_error())?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
-fn inert(v: &str) -> String {
+pub fn inert(v: &str) -> String {
     if v.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{v}")
     } else {
@@ -42,9 +51,9 @@ fn inert(v: &str) -> String {
     }
 }
 
-/// Text from AWS shown on a terminal: control and invisible characters could
-/// rewrite what the reader sees, so they are shown as `?`.
-fn shown(v: &str) -> String {
+/// Text from AWS (or an event) shown on a terminal: control and invisible
+/// characters could rewrite what the reader sees, so they are shown as `?`.
+pub fn shown(v: &str) -> String {
     v.chars()
         .map(|c| {
             if c.is_control() || hidden_char(c).is_some() {
@@ -223,7 +232,46 @@ fn finding_cells(f: &Finding, color: bool) -> Vec<Cell> {
         Cell::new(opt(&f.user_name)),
         Cell::new(opt(&f.secret_name)),
         Cell::new(shown(&f.detail)),
+        Cell::new(if f.controls.is_empty() {
+            "-".to_owned()
+        } else {
+            f.controls.join("\n")
+        }),
     ]
+}
+
+/// The CIS summary: per control, how many managed users pass and fail.
+pub fn baseline_table(rows: &[ControlRow], color: bool) -> String {
+    let mut t = new_table(color);
+    t.set_header(
+        [
+            "Control",
+            "Security Hub",
+            "Title",
+            "Users passing",
+            "Users failing",
+        ]
+        .map(|h| bold(Cell::new(h), color)),
+    );
+    for r in rows {
+        let failing = Cell::new(r.users_failing);
+        t.add_row(vec![
+            Cell::new(&r.control),
+            Cell::new(if r.security_hub.is_empty() {
+                "-".to_owned()
+            } else {
+                r.security_hub.join(", ")
+            }),
+            Cell::new(&r.title),
+            Cell::new(r.users_passing),
+            if r.users_failing > 0 {
+                tint(failing, Some(Severity::High), color)
+            } else {
+                failing
+            },
+        ]);
+    }
+    format!("{t}\n")
 }
 
 /// The human table: users, findings, then a summary. `color`: ANSI colours
@@ -280,7 +328,8 @@ pub fn table(report: &Report, color: bool) -> String {
     } else {
         let mut t = new_table(color);
         t.set_header(
-            ["Severity", "Code", "User", "Secret", "Detail"].map(|h| bold(Cell::new(h), color)),
+            ["Severity", "Code", "User", "Secret", "Detail", "Controls"]
+                .map(|h| bold(Cell::new(h), color)),
         );
         for f in &report.findings {
             t.add_row(finding_cells(f, color));
@@ -318,6 +367,10 @@ pub fn table(report: &Report, color: bool) -> String {
     out.push('\n');
     for i in &report.incomplete {
         out.push_str(&format!("INCOMPLETE: {}\n", shown(i)));
+    }
+    if let Some(b) = &report.baseline {
+        out.push_str("\nCIS AWS Foundations Benchmark, IAM user controls:\n");
+        out.push_str(&baseline_table(b, color));
     }
     out
 }
@@ -357,8 +410,11 @@ mod tests {
     fn csv_has_a_header_and_one_row_per_finding_with_formulas_made_inert() {
         let text = csv(&report()).unwrap();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0], "code,user_name,secret_name,detail,severity");
-        assert_eq!(lines[1], "extra-grant,jane.doe,,in group admins,high");
+        assert_eq!(
+            lines[0],
+            "code,user_name,secret_name,detail,severity,controls"
+        );
+        assert_eq!(lines[1], "extra-grant,jane.doe,,in group admins,high,");
         assert!(lines[2].starts_with("orphan-secret,,hr-provisioner/=ghost,'-no managed"));
         assert_eq!(lines.len(), 3);
     }
@@ -374,6 +430,37 @@ mod tests {
         assert!(!t.contains('\u{202e}') && t.contains("user?x"));
         assert!(!t.contains('\u{1b}'), "no colour unless asked");
         assert!(table(&report(), true).contains('\u{1b}'));
+    }
+
+    #[test]
+    fn findings_carry_their_controls_and_the_baseline_is_a_table() {
+        let mut r = report();
+        r.findings
+            .push(Finding::user(Code::NoMfa, "jane.doe", "no MFA"));
+        r.users[0].findings.push(Code::NoMfa);
+        let text = csv(&r).unwrap();
+        assert!(
+            text.contains("no-mfa,jane.doe,,no MFA,medium,CIS 2.9 IAM.5"),
+            "{text}"
+        );
+        r.baseline = Some(crate::review::cis::baseline(&r));
+        let t = table(&r, false);
+        assert!(t.contains("CIS AWS Foundations Benchmark"), "{t}");
+        let line = t
+            .lines()
+            .find(|l| l.contains("CIS 2.9") && l.contains("IAM.5") && !l.contains("no-mfa"))
+            .unwrap_or_else(|| panic!("{t}"));
+        // 0 passing, 1 failing.
+        let nums: Vec<&str> = line
+            .split(['│', '┆'])
+            .map(str::trim)
+            .filter(|c| c.parse::<usize>().is_ok())
+            .collect();
+        assert_eq!(nums, ["0", "1"], "{line}");
+        let v: serde_json::Value = serde_json::from_str(&json(&r)).unwrap();
+        assert_eq!(v["baseline"][0]["control"], "CIS 2.9");
+        assert_eq!(v["baseline"][0]["users_failing"], 1);
+        assert_eq!(v["findings"][2]["controls"][1], "IAM.5");
     }
 
     #[test]
