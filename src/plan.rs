@@ -802,15 +802,10 @@ fn plan_new_joiner(ev: &HrEvent, cx: &Context<'_>, state: &UserState) -> Plan {
 }
 
 /// A secret that will hold no key loses the key's tags.
-fn untag_stale_key(plan: &mut Plan, state: &UserState, keeps_key: bool) {
-    let Some(meta) = &state.secret_meta else {
-        return;
-    };
-    if keeps_key {
-        return;
-    }
-    // A rotation's previous key goes with the key (section 11).
-    let keys: Vec<String> = [
+/// The secret's tags that describe the key(s) it holds; a rotation's previous key
+/// goes with the key (section 11).
+fn key_tags_held(meta: &SecretMeta) -> Vec<String> {
+    [
         TAG_ACCESS_KEY_ID,
         TAG_ACCESS_KEY_CREATED,
         TAG_PREVIOUS_ACCESS_KEY_ID,
@@ -819,7 +814,17 @@ fn untag_stale_key(plan: &mut Plan, state: &UserState, keeps_key: bool) {
     .into_iter()
     .filter(|k| meta.tags.contains_key(*k))
     .map(str::to_owned)
-    .collect();
+    .collect()
+}
+
+fn untag_stale_key(plan: &mut Plan, state: &UserState, keeps_key: bool) {
+    let Some(meta) = &state.secret_meta else {
+        return;
+    };
+    if keeps_key {
+        return;
+    }
+    let keys = key_tags_held(meta);
     if !keys.is_empty() {
         plan.push(vec![Step::UntagSecret { keys }]);
     }
@@ -1141,17 +1146,7 @@ fn plan_leaver(
                 removals.push(Step::TagSecret { tags });
             }
         }
-        // A rotation's previous key goes with the key (section 11).
-        let keys: Vec<String> = [
-            TAG_ACCESS_KEY_ID,
-            TAG_ACCESS_KEY_CREATED,
-            TAG_PREVIOUS_ACCESS_KEY_ID,
-            TAG_PREVIOUS_ACCESS_KEY_CREATED,
-        ]
-        .into_iter()
-        .filter(|k| meta.tags.contains_key(*k))
-        .map(str::to_owned)
-        .collect();
+        let keys = key_tags_held(meta);
         if !keys.is_empty() {
             tombstone.push(Step::UntagSecret { keys });
         }
