@@ -140,9 +140,17 @@ impl Applier<'_> {
             }
             Step::TagUser { tags } => iam.tag_user(user, tags, retry, b).await?,
             Step::UntagUser { keys } => iam.untag_user(user, keys, b).await?,
-            Step::TagSecret { tags } => self.services.secrets.tag(&self.secret_name, tags, b).await?,
+            Step::TagSecret { tags } => {
+                self.services
+                    .secrets
+                    .tag(&self.secret_name, tags, b)
+                    .await?
+            }
             Step::UntagSecret { keys } => {
-                self.services.secrets.untag(&self.secret_name, keys, b).await?
+                self.services
+                    .secrets
+                    .untag(&self.secret_name, keys, b)
+                    .await?
             }
             Step::PutBoundary { arn } => {
                 if !iam.put_boundary(user, arn, retry, b).await? {
@@ -179,7 +187,12 @@ impl Applier<'_> {
                 iam.delete_service_credential(user, id, b).await?
             }
             Step::ClearPreviousSecretVersion => {
-                if !self.services.secrets.clear_previous(&self.secret_name, b).await? {
+                if !self
+                    .services
+                    .secrets
+                    .clear_previous(&self.secret_name, b)
+                    .await?
+                {
                     return Ok(());
                 }
             }

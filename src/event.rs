@@ -158,7 +158,11 @@ impl HrEvent {
 
     /// Where this event stands among the employee's events (contract section 5).
     pub fn order_key(&self) -> OrderKey<'_> {
-        (self.occurred_at, self.event_type.rank(), self.event_id.as_str())
+        (
+            self.occurred_at,
+            self.event_type.rank(),
+            self.event_id.as_str(),
+        )
     }
 }
 

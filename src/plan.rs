@@ -10,9 +10,9 @@ use std::fmt;
 
 use crate::config::{Config, LeaverAction};
 use crate::event::{parse_rfc3339, EventType, HrEvent};
-use time::OffsetDateTime;
 use crate::rules::Rule;
 use std::collections::BTreeMap;
+use time::OffsetDateTime;
 
 use crate::state::*;
 
@@ -274,7 +274,10 @@ pub fn plan(ev: &HrEvent, cx: &Context<'_>, state: &UserState) -> Verdict {
     }
     // The secret's tags count only when the secret is ours (and read: a leaver's
     // cut-off is planned from IAM alone).
-    let own_meta = state.secret_meta.as_ref().filter(|_| secret_problem.is_none());
+    let own_meta = state
+        .secret_meta
+        .as_ref()
+        .filter(|_| secret_problem.is_none());
     let tampered = tampering(cx.now, user, own_meta);
     let retired = user.tag(TAG_STATUS) == Some(STATUS_RETIRED);
     if ev.event_type == EventType::Left {
@@ -369,15 +372,13 @@ impl LastEvent<'_> {
 /// secret; or a secret whose last event is newer than its user's (every flow
 /// tags the user first, so a crash leaves the secret behind, never ahead). An
 /// unparsable last-event time is forged too.
-pub fn tampering(
-    now: OffsetDateTime,
-    u: &UserInfo,
-    secret: Option<&SecretMeta>,
-) -> Option<String> {
+pub fn tampering(now: OffsetDateTime, u: &UserInfo, secret: Option<&SecretMeta>) -> Option<String> {
     let limit = now + CLOCK_SKEW;
     // A last-event time that is unreadable or beyond the skew, on either side.
     let forged = |whose: &str, last: &LastEvent<'_>| match (last.at_tag, last.at) {
-        (Some(tag), None) => Some(format!("{whose} has an unreadable {TAG_LAST_EVENT_AT} {tag:?}")),
+        (Some(tag), None) => Some(format!(
+            "{whose} has an unreadable {TAG_LAST_EVENT_AT} {tag:?}"
+        )),
         (_, Some(at)) if at > limit => Some(format!(
             "{whose} has {TAG_LAST_EVENT_AT} {} in the future",
             crate::event::format_utc(at)
@@ -1020,7 +1021,10 @@ fn restore_boundary(cfg: &Config, u: &UserInfo) -> Option<Step> {
 /// SSH keys, signing certificates and service-specific credentials: the function
 /// never issues them, so on a managed user they were planted.
 fn planted_credentials(att: &Attachments) -> Vec<Step> {
-    let ssh = att.ssh_keys.iter().map(|id| Step::DeleteSshKey { id: id.clone() });
+    let ssh = att
+        .ssh_keys
+        .iter()
+        .map(|id| Step::DeleteSshKey { id: id.clone() });
     let certs = att
         .signing_certs
         .iter()
@@ -1124,7 +1128,8 @@ fn plan_leaver(
     };
     let mut tombstone = Vec::new();
     if let Some((v, meta)) = live_secret {
-        let emptying = !v.readable || v.has_password || v.has_secret_key || v.access_key_id.is_some();
+        let emptying =
+            !v.readable || v.has_password || v.has_secret_key || v.access_key_id.is_some();
         // The emptying write moves AWSPREVIOUS to the version with the credentials;
         // a label left by an earlier run may too.
         if emptying || meta.previous_version.is_some() {
@@ -1192,7 +1197,11 @@ fn plan_leaver(
 /// security key's serial is an ARN too (`arn:...:u2f/...`), but it is hardware the
 /// employee holds: it is only deactivated.
 pub fn is_virtual_mfa(serial: &str) -> bool {
-    serial.starts_with("arn:") && serial.split(':').nth(5).is_some_and(|r| r.starts_with("mfa/"))
+    serial.starts_with("arn:")
+        && serial
+            .split(':')
+            .nth(5)
+            .is_some_and(|r| r.starts_with("mfa/"))
 }
 
 #[cfg(test)]

@@ -594,14 +594,16 @@ impl Provisioner {
         log: &ActionLog,
     ) -> Result<Result<(Vec<SchedStep>, Option<HrEvent>), Report>, ApplyError> {
         let now = crate::dates::now();
-        Ok(match crate::schedule::decide(ev, now, &self.config.schedule, pending, known) {
-            Decision::Stale(why) => Err(Report::new(Outcome::Stale, Some(why))),
-            Decision::Rejected(why) => Err(Report::new(Outcome::Rejected, Some(why))),
-            Decision::Scheduled { steps, due_at } => {
-                Err(self.scheduled(steps, due_at, b, log).await?)
-            }
-            Decision::Proceed { steps, act_as } => Ok((steps, act_as)),
-        })
+        Ok(
+            match crate::schedule::decide(ev, now, &self.config.schedule, pending, known) {
+                Decision::Stale(why) => Err(Report::new(Outcome::Stale, Some(why))),
+                Decision::Rejected(why) => Err(Report::new(Outcome::Rejected, Some(why))),
+                Decision::Scheduled { steps, due_at } => {
+                    Err(self.scheduled(steps, due_at, b, log).await?)
+                }
+                Decision::Proceed { steps, act_as } => Ok((steps, act_as)),
+            },
+        )
     }
 
     /// A record that takes effect later: only its schedules are written now.

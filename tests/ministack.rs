@@ -133,7 +133,9 @@ async fn a_whole_life_holds_on_a_stricter_emulator() {
         .find(|a| a["message_id"] == "m3")
         .map(|a| serde_json::from_value(a["actions"].clone()).unwrap())
         .unwrap_or_default();
-    let put = actions.iter().position(|a| a == "PutUserPermissionsBoundary");
+    let put = actions
+        .iter()
+        .position(|a| a == "PutUserPermissionsBoundary");
     let grant = actions.iter().position(|a| a == "AddUserToGroup:sales");
     assert!(put.is_some() && put < grant, "{actions:?}");
     assert!(iam

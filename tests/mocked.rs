@@ -225,7 +225,10 @@ async fn throttling_and_eventual_consistency_are_retried_to_success() {
     let iam_refs: Vec<&Rule> = iam_rules.iter().collect();
     let p = provisioner(
         client!(aws_sdk_iam, &iam_refs),
-        client!(aws_sdk_secretsmanager, &[&create_secret, &no_secret(), &no_other_secrets()]),
+        client!(
+            aws_sdk_secretsmanager,
+            &[&create_secret, &no_secret(), &no_other_secrets()]
+        ),
         client!(aws_sdk_sesv2, &[&send]),
         &[],
     );
@@ -461,7 +464,10 @@ async fn delete_conflict_is_resolved_by_reading_again_and_removing_what_remains(
     let refs: Vec<&Rule> = rules.iter().collect();
     let p = provisioner(
         client!(aws_sdk_iam, &refs),
-        client!(aws_sdk_secretsmanager, &[&sm, &no_secret(), &no_other_secrets()]),
+        client!(
+            aws_sdk_secretsmanager,
+            &[&sm, &no_secret(), &no_other_secrets()]
+        ),
         client!(aws_sdk_sesv2, &[] as &[&Rule]),
         &[("LEAVER_ACTION", "delete")],
     );

@@ -228,7 +228,11 @@ impl World {
                 let (ev, cfg) = run.ctx.as_ref().unwrap();
                 let mut tags = old.tags.clone();
                 tags.remove(TAG_ACCESS_KEY_ID);
-                let user_id = self.user.as_ref().map(|u| u.user_id.clone()).unwrap_or_default();
+                let user_id = self
+                    .user
+                    .as_ref()
+                    .map(|u| u.user_id.clone())
+                    .unwrap_or_default();
                 tags.extend(secret_tags(
                     ev,
                     "jane.doe",
@@ -357,7 +361,10 @@ impl World {
         assert!(self.ssh.is_empty() && self.virtual_devices.is_empty());
         // The emptied secret keeps no earlier version with a credential in reach.
         if let Some(s) = &self.secret {
-            assert!(!s.previous_has_credentials, "AWSPREVIOUS still holds credentials");
+            assert!(
+                !s.previous_has_credentials,
+                "AWSPREVIOUS still holds credentials"
+            );
         }
         let s = self.secret.as_ref().unwrap();
         assert!(s.scheduled && s.password.is_none() && s.key.is_none());
@@ -594,7 +601,10 @@ fn equal_timestamps_rank_the_leaver_last_then_order_by_event_id() {
         );
         w.check_retired(&cfg);
         // The joiner redelivered after it is history.
-        assert!(matches!(w.run(&joined("b", T1), &cfg, None), Verdict::Stale(_)));
+        assert!(matches!(
+            w.run(&joined("b", T1), &cfg, None),
+            Verdict::Stale(_)
+        ));
     }
     // Two movers of one instant: the id breaks the tie.
     let mut w = World::default();
@@ -1186,7 +1196,6 @@ fn tags_follow_iams_real_pattern() {
 
 // ---- Offboarding is never silently skipped (issue 16) ----
 
-
 fn reason(v: &Verdict) -> &str {
     match v {
         Verdict::Failed(r) | Verdict::Stale(r) | Verdict::Rejected(r) | Verdict::Unchanged(r) => r,
@@ -1212,16 +1221,25 @@ fn a_stale_leaver_against_an_active_user_fails_unless_its_newer_event_is_a_rehir
         partial: true,
         ..Attachments::default()
     };
-    assert!(matches!(verdict(&left("l1", T2), &cfg, &cut), Verdict::Failed(_)));
+    assert!(matches!(
+        verdict(&left("l1", T2), &cfg, &cut),
+        Verdict::Failed(_)
+    ));
     // Active after a newer joiner (a rehire): the old leaver is history.
     let mut w = World::default();
     w.run(&joined("j1", T1), &cfg, None);
     w.run(&left("l1", T2), &cfg, None);
     w.run(&joined("j2", T3), &cfg, None);
-    assert!(matches!(w.run(&left("l1", T2), &cfg, None), Verdict::Stale(_)));
+    assert!(matches!(
+        w.run(&left("l1", T2), &cfg, None),
+        Verdict::Stale(_)
+    ));
     // Retired by a newer leaver: stale, quietly (WARN in the log).
     w.run(&left("l3", "2026-11-25T09:00:00Z"), &cfg, None);
-    assert!(matches!(w.run(&left("l1", T2), &cfg, None), Verdict::Stale(_)));
+    assert!(matches!(
+        w.run(&left("l1", T2), &cfg, None),
+        Verdict::Stale(_)
+    ));
     // A user of an older version (no hr:last-event-type) that is active: failed.
     let state = found(
         &[
@@ -1234,7 +1252,10 @@ fn a_stale_leaver_against_an_active_user_fails_unless_its_newer_event_is_a_rehir
         "/employees/",
         "jane.doe",
     );
-    assert!(matches!(verdict(&left("l1", T2), &cfg, &state), Verdict::Failed(_)));
+    assert!(matches!(
+        verdict(&left("l1", T2), &cfg, &state),
+        Verdict::Failed(_)
+    ));
 }
 
 #[test]
@@ -1250,7 +1271,10 @@ fn forged_state_tags_fail_loudly_and_never_protect_from_offboarding() {
         .insert(TAG_LAST_EVENT_AT.into(), "2027-12-01T00:00:00Z".into());
     let before = w.clone();
     let v = w.run(&changed("c1", T2, "sales"), &cfg, None);
-    assert!(matches!(v, Verdict::Failed(_)) && reason(&v).starts_with(TAMPERED), "{v:?}");
+    assert!(
+        matches!(v, Verdict::Failed(_)) && reason(&v).starts_with(TAMPERED),
+        "{v:?}"
+    );
     assert_eq!(w, before, "a tampered mover changes nothing");
     // The leaver's cut-off comes first, from IAM alone, and the record still fails.
     let mut cut = w.state();
@@ -1264,14 +1288,20 @@ fn forged_state_tags_fail_loudly_and_never_protect_from_offboarding() {
     let Verdict::ReadMore(p) = &v else {
         panic!("{v:?}")
     };
-    assert_eq!(p.action_names(), ["TagUser", "PutUserPolicy:hr-provisioner-deny-all"]);
+    assert_eq!(
+        p.action_names(),
+        ["TagUser", "PutUserPolicy:hr-provisioner-deny-all"]
+    );
     assert!(reason(&v).starts_with(TAMPERED));
     // The whole leaver on the full read: applied, and failed for a person to look.
     let v = w.run(&left("l1", T2), &cfg, None);
     let Verdict::Apply(p) = &v else {
         panic!("{v:?}")
     };
-    assert!(p.fail_after.as_deref().is_some_and(|r| r.starts_with(TAMPERED)));
+    assert!(p
+        .fail_after
+        .as_deref()
+        .is_some_and(|r| r.starts_with(TAMPERED)));
     w.check_retired(&cfg);
 
     // Within the skew it is no forgery; beyond it, it is.
@@ -1279,7 +1309,11 @@ fn forged_state_tags_fail_loudly_and_never_protect_from_offboarding() {
     for (minutes, forged) in [(4, false), (6, true)] {
         let at = crate::event::format_utc(now() + time::Duration::minutes(minutes));
         u.tags.insert(TAG_LAST_EVENT_AT.into(), at);
-        assert_eq!(tampering(now(), &u, None).is_some(), forged, "{minutes} min");
+        assert_eq!(
+            tampering(now(), &u, None).is_some(),
+            forged,
+            "{minutes} min"
+        );
     }
 }
 
@@ -1308,7 +1342,10 @@ fn a_secret_ahead_of_its_user_is_tampering_but_a_crash_leaves_it_behind() {
         let u = c.user.clone().unwrap();
         let meta = c.state().secret_meta;
         assert_eq!(tampering(now(), &u, meta.as_ref()), None, "k={k}");
-        assert!(!matches!(c.run(&ev, &cfg, None), Verdict::Failed(_)), "k={k}");
+        assert!(
+            !matches!(c.run(&ev, &cfg, None), Verdict::Failed(_)),
+            "k={k}"
+        );
     }
 }
 
@@ -1357,7 +1394,9 @@ fn the_boundary_is_restored_before_any_grant_and_planted_credentials_go() {
 #[test]
 fn fido_keys_are_deactivated_not_deleted_and_the_secret_keeps_no_previous_credentials() {
     assert!(is_virtual_mfa("arn:aws:iam::123456789012:mfa/jane.doe"));
-    assert!(!is_virtual_mfa("arn:aws:iam::123456789012:u2f/user/jane.doe/default-ABCD"));
+    assert!(!is_virtual_mfa(
+        "arn:aws:iam::123456789012:u2f/user/jane.doe/default-ABCD"
+    ));
     assert!(!is_virtual_mfa("GAHT12345678"));
     for action in [LeaverAction::Disable, LeaverAction::Delete] {
         let cfg = config(action);
@@ -1368,7 +1407,10 @@ fn fido_keys_are_deactivated_not_deleted_and_the_secret_keeps_no_previous_creden
         let p = steps(&w.clone().run(&left("l1", T2), &cfg, None));
         assert!(p.contains(&format!("DeactivateMFADevice:{fido}")));
         assert!(!p.contains(&format!("DeleteVirtualMFADevice:{fido}")));
-        let clear = p.iter().position(|s| s == "UpdateSecretVersionStage:AWSPREVIOUS").unwrap();
+        let clear = p
+            .iter()
+            .position(|s| s == "UpdateSecretVersionStage:AWSPREVIOUS")
+            .unwrap();
         let write = p.iter().position(|s| s == "PutSecretValue").unwrap();
         let delete = p.iter().position(|s| s == "DeleteSecret").unwrap();
         assert!(write < clear && clear < delete, "{p:?}");
@@ -1393,7 +1435,10 @@ fn a_leaver_whose_user_vanished_behind_a_live_secret_fails() {
         secret: SecretState::Present(SecretView::default()),
         ..UserState::absent()
     };
-    assert!(matches!(verdict(&left("l9", T3), &cfg, &state), Verdict::Failed(_)));
+    assert!(matches!(
+        verdict(&left("l9", T3), &cfg, &state),
+        Verdict::Failed(_)
+    ));
     // A tombstone (deleted by the function) or no secret at all: unchanged.
     meta.tags.insert(TAG_STATUS.into(), STATUS_DELETED.into());
     meta.scheduled = true;
@@ -1402,8 +1447,14 @@ fn a_leaver_whose_user_vanished_behind_a_live_secret_fails() {
         secret: SecretState::Scheduled,
         ..UserState::absent()
     };
-    assert!(matches!(verdict(&left("l9", T3), &cfg, &tomb), Verdict::Unchanged(_)));
-    assert!(matches!(verdict(&left("l9", T3), &cfg, &UserState::absent()), Verdict::Unchanged(_)));
+    assert!(matches!(
+        verdict(&left("l9", T3), &cfg, &tomb),
+        Verdict::Unchanged(_)
+    ));
+    assert!(matches!(
+        verdict(&left("l9", T3), &cfg, &UserState::absent()),
+        Verdict::Unchanged(_)
+    ));
 }
 
 #[test]
@@ -1415,7 +1466,10 @@ fn secrets_record_the_user_id_and_the_event_type() {
     let s = w.secret.clone().unwrap();
     assert_eq!(s.tags.get(TAG_USER_ID), Some(&u.user_id));
     assert_eq!(u.tag(TAG_LAST_EVENT_TYPE), Some("joined"));
-    assert_eq!(s.tags.get(TAG_LAST_EVENT_TYPE).map(String::as_str), Some("joined"));
+    assert_eq!(
+        s.tags.get(TAG_LAST_EVENT_TYPE).map(String::as_str),
+        Some("joined")
+    );
     w.run(&left("l1", T2), &cfg, None);
     assert_eq!(w.user.unwrap().tag(TAG_LAST_EVENT_TYPE), Some("left"));
 }
