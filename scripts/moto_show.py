@@ -184,6 +184,11 @@ def secret_state(sm, endpoint, name, labels, key_created):
     except sm.exceptions.ResourceNotFoundException:
         return None
     tags = {t["Key"]: t["Value"] for t in desc.get("Tags", [])}
+    # The key the secret names first: keys created within a second of each other
+    # (two users in one quick run) would otherwise be told apart by dict order.
+    named = tags.get("hr:access-key-id")
+    if named in (key_created or {}):
+        key_created = {named: key_created[named], **key_created}
     state = {"tags": {k: show_value(k, v, labels, key_created) for k, v in tags.items()}}
     if desc.get("DeletedDate"):
         days = round((desc["DeletedDate"] - dt.datetime.now(dt.timezone.utc)).total_seconds() / 86400)
