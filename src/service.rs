@@ -857,6 +857,18 @@ impl Provisioner {
                 Some(r) => r,
                 None => Box::pin(self.read(ev, secret_name, depth, b)).await?,
             };
+            // A leaver's cut-off is planned without the KMS key (IAM alone); every
+            // plan that sees the secret compares it with SECRET_KMS_KEY_ID itself.
+            let resolved;
+            let cx = if state.secret_meta.is_some() && cx.kms_key.is_none() {
+                resolved = Context {
+                    kms_key: self.kms_key(b).await?,
+                    ..*cx
+                };
+                &resolved
+            } else {
+                cx
+            };
             let verdict = plan(ev, cx, &state);
             let done = |outcome, reason: Option<String>| {
                 Ok(match (&sticky, outcome) {

@@ -519,3 +519,35 @@ async fn nothing_planted_survives_and_the_emptied_secret_keeps_no_previous_crede
         .to_string()
         .contains("UpdateSecretVersionStage:AWSPREVIOUS"));
 }
+
+#[tokio::test]
+async fn a_leaver_under_a_configured_kms_key_empties_and_schedules_its_own_secret() {
+    let moto = Moto::start();
+    moto.seed().await;
+    let sdk = moto.sdk().await;
+    let key = aws_sdk_kms::Client::new(&sdk)
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_owned();
+    let p = moto.provisioner(&[("SECRET_KMS_KEY_ID", key.as_str())]).await;
+    let (logs, _g) = Logs::capture();
+    let j = ev("joined", "j", t1(), "E-kms", "kms.user", "engineering");
+    let l = ev("left", "l", t2(), "E-kms", "kms.user", "engineering");
+    let r = run(&p, sqs(&[("m1", &j, None), ("m2", &l, None)])).await;
+    assert!(failures(&r).is_empty(), "{r:?} {}", logs.text());
+    let a = audit_of(&logs, "m2");
+    assert_eq!(a["outcome"], "applied", "{a}");
+    let actions = a["actions"].to_string();
+    assert!(
+        actions.contains("PutSecretValue") && actions.contains("DeleteSecret"),
+        "the secret is ours: emptied and scheduled ({actions})"
+    );
+    let s = snapshot(&sdk, "kms.user").await;
+    assert!(retired(&s) && s.secret_scheduled, "{s:?}");
+}
