@@ -718,13 +718,26 @@ impl Provisioner {
         let mine = matches!(&first.0.lookup, Lookup::Found(u)
             if u.tag(TAG_EMPLOYEE_ID) == Some(ev.employee.employee_id.as_str()));
         let mut reports = Vec::new();
-        if mine {
-            let r = Box::pin(self.rounds(ev, &own_secret, &cx(None), Some(first), depth, &b, log))
-                .await;
+        // The employee's other users are looked for while the name rule's user is
+        // retired: the cut-off never waits for that read, and the leaver saves a
+        // round trip. Each outcome stands alone (no try_join).
+        let cx0 = cx(None);
+        let primary = async {
+            if mine {
+                Some(
+                    self.rounds(ev, &own_secret, &cx0, Some(first), depth, &b, log)
+                        .await,
+                )
+            } else {
+                None
+            }
+        };
+        let (primary, others) = futures::join!(Box::pin(primary), Box::pin(self.others(ev, &b)));
+        if let Some(r) = primary {
             reports.push((ev.user_name.clone(), r));
         }
         // Then every other user of this employee (found through its secrets).
-        let others = match self.others(ev, &b).await {
+        let others = match others {
             Ok(o) => o,
             Err(e) => {
                 reports.push((ev.user_name.clone(), Err(ApplyError::Aws(e))));
