@@ -535,7 +535,9 @@ async fn a_leaver_under_a_configured_kms_key_empties_and_schedules_its_own_secre
         .arn()
         .unwrap()
         .to_owned();
-    let p = moto.provisioner(&[("SECRET_KMS_KEY_ID", key.as_str())]).await;
+    let p = moto
+        .provisioner(&[("SECRET_KMS_KEY_ID", key.as_str())])
+        .await;
     let (logs, _g) = Logs::capture();
     let j = ev("joined", "j", t1(), "E-kms", "kms.user", "engineering");
     let l = ev("left", "l", t2(), "E-kms", "kms.user", "engineering");
