@@ -186,11 +186,11 @@ impl Applier<'_> {
             Step::DeleteServiceCredential { id } => {
                 iam.delete_service_credential(user, id, b).await?
             }
-            Step::ClearPreviousSecretVersion => {
+            Step::ClearPreviousSecretVersion { version_id } => {
                 if !self
                     .services
                     .secrets
-                    .clear_previous(&self.secret_name, b)
+                    .clear_previous(&self.secret_name, version_id.as_deref(), b)
                     .await?
                 {
                     return Ok(());

@@ -110,7 +110,11 @@ pub enum Step {
     },
     /// Takes `AWSPREVIOUS` off the secret's prior version, which holds the
     /// credentials a leaver's emptying write replaced.
-    ClearPreviousSecretVersion,
+    ClearPreviousSecretVersion {
+        /// The version holding `AWSPREVIOUS` once this run's writes are made,
+        /// when the read tells (else the applier reads it).
+        version_id: Option<String>,
+    },
     ScheduleSecretDeletion {
         recovery_days: i64,
     },
@@ -153,7 +157,9 @@ impl fmt::Display for Step {
             Step::DeleteServiceCredential { id } => {
                 write!(f, "DeleteServiceSpecificCredential:{id}")
             }
-            Step::ClearPreviousSecretVersion => write!(f, "UpdateSecretVersionStage:AWSPREVIOUS"),
+            Step::ClearPreviousSecretVersion { .. } => {
+                write!(f, "UpdateSecretVersionStage:AWSPREVIOUS")
+            }
             Step::ScheduleSecretDeletion { .. } => write!(f, "DeleteSecret"),
             Step::SendWelcome { .. } => write!(f, "SendEmail"),
             Step::DeleteUser => write!(f, "DeleteUser"),
@@ -1133,7 +1139,13 @@ fn plan_leaver(
         // The emptying write moves AWSPREVIOUS to the version with the credentials;
         // a label left by an earlier run may too.
         if emptying || meta.previous_version.is_some() {
-            tombstone.push(Step::ClearPreviousSecretVersion);
+            // Emptied now: the version current at the read becomes AWSPREVIOUS.
+            let version_id = if emptying {
+                meta.current_version.clone()
+            } else {
+                meta.previous_version.clone()
+            };
+            tombstone.push(Step::ClearPreviousSecretVersion { version_id });
         }
         if emptying {
             removals.push(Step::WriteSecret(SecretWrite {

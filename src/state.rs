@@ -138,6 +138,8 @@ pub struct SecretMeta {
     /// The version labelled `AWSPREVIOUS`, if any: after a leaver empties the
     /// secret it would still hold the credentials, so the label is taken off.
     pub previous_version: Option<String>,
+    /// The version labelled `AWSCURRENT`: the one a write moves `AWSPREVIOUS` to.
+    pub current_version: Option<String>,
 }
 
 impl SecretMeta {

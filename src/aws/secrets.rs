@@ -12,6 +12,7 @@ use crate::state::{
 
 /// The staging label Secrets Manager moves to the prior value on every write.
 const PREVIOUS: &str = "AWSPREVIOUS";
+const CURRENT: &str = "AWSCURRENT";
 
 #[derive(Clone)]
 pub struct Secrets {
@@ -58,17 +59,21 @@ impl Secrets {
             Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
-        let previous_version = out.version_ids_to_stages().and_then(|m| {
-            m.iter()
-                .find(|(_, stages)| stages.iter().any(|s| s == PREVIOUS))
-                .map(|(id, _)| id.clone())
-        });
+        let labelled = |label: &str| {
+            out.version_ids_to_stages().and_then(|m| {
+                m.iter()
+                    .find(|(_, stages)| stages.iter().any(|s| s == label))
+                    .map(|(id, _)| id.clone())
+            })
+        };
+        let (previous_version, current_version) = (labelled(PREVIOUS), labelled(CURRENT));
         Ok(Some(SecretMeta {
             tags: tag_map(out.tags()),
             kms_key_id: out.kms_key_id().map(str::to_owned),
             scheduled: out.deleted_date().is_some(),
             has_policy: false,
             previous_version,
+            current_version,
         }))
     }
 
@@ -76,13 +81,24 @@ impl Secrets {
     /// has emptied the secret, that version holds the last credentials. (A version
     /// without labels is deprecated: no longer read by stage, removed by Secrets
     /// Manager in time; the secret itself is scheduled for deletion next.)
-    pub async fn clear_previous(&self, name: &str, b: &Budget) -> Result<bool, AwsError> {
-        let Some(version) = self
-            .describe(name, b)
-            .await?
-            .and_then(|m| m.previous_version)
-        else {
-            return Ok(false);
+    /// `version`: the one the plan knows holds the label (read with the secret);
+    /// unknown, it is read first.
+    pub async fn clear_previous(
+        &self,
+        name: &str,
+        version: Option<&str>,
+        b: &Budget,
+    ) -> Result<bool, AwsError> {
+        let version = match version {
+            Some(v) => v.to_owned(),
+            None => match self
+                .describe(name, b)
+                .await?
+                .and_then(|m| m.previous_version)
+            {
+                Some(v) => v,
+                None => return Ok(false),
+            },
         };
         op!(
             b,

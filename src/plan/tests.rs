@@ -271,7 +271,7 @@ impl World {
             }
             Step::DeleteSshKey { id } => self.ssh.retain(|s| s != id),
             Step::DeleteSigningCert { .. } | Step::DeleteServiceCredential { .. } => {}
-            Step::ClearPreviousSecretVersion => {
+            Step::ClearPreviousSecretVersion { .. } => {
                 let s = self.secret.as_mut().unwrap();
                 assert!(!s.scheduled, "a secret pending deletion cannot change");
                 s.previous_has_credentials = false;
