@@ -62,15 +62,35 @@ def cold_starts(stack, binary, runs, outdir, log):
     return rows, failures
 
 
+# The fewest calls and round trips in sequence the contract allows a fresh joiner
+# with 2 groups, console and key (bench/README.md lists them): 3 reads at once
+# (the user, its secret's metadata, the employee's secrets: contract 1.8 and 3.4),
+# then CreateUser; AddUserToGroup x2 and CreateAccessKey at once; CreateSecret
+# (password and key stored before either is usable); CreateLoginProfile;
+# SendEmail; TagUser (the mail recorded as sent).
+JOINER_MIN = (11, 7)
+
+
 def calls(stats):
     return sum(1 for c in stats["calls"] if not c.get("throttled"))
+
+
+def depth(stats):
+    """Round trips in sequence: the longest chain of calls in which each starts
+    after the one before it was answered (the proxy's start time and duration)."""
+    spans = sorted((c["t_mono_ns"], c["t_mono_ns"] + c["ms"] * 1e6) for c in stats["calls"]
+                   if not c.get("throttled") and c.get("ms") is not None)
+    best = []
+    for i, (start, _end) in enumerate(spans):
+        best.append(1 + max((best[j] for j in range(i) if spans[j][1] <= start), default=0))
+    return max(best, default=0)
 
 
 def batches(stack, binary, rounds, outdir, log):
     stack.proxy_config(latency_ms=40, throttle_rate=0.0)
     res = {"one": [], "ten_j": [], "ten_l": [], "joiner_calls": [], "leaver_calls": [], "leaver10_calls": [],
            "mover": [], "mover_calls": [], "rss_kb": [], "failures": 0, "joiner_ops": None, "leaver_ops": None,
-           "mover_ops": None}
+           "mover_ops": None, "joiner_depth": [], "leaver_depth": [], "one_l": []}
     for r in range(rounds):
         stack.reset_seed()
         emu = RuntimeEmulator(0, 60000).start()
@@ -81,11 +101,14 @@ def batches(stack, binary, rounds, outdir, log):
                 if failed_ids(out["response"]) != []:
                     res["failures"] += 1
                 return out["latency_ms"]
-            run([hr_event("joined", 900)])                      # container warm-up (per-container reads)
+            # Container warm-up (per-container reads), and employee 50: an engineering
+            # joiner (2 groups, console, key) like the batch's, for the lone leaver.
+            run([hr_event("joined", 900), hr_event("joined", 50)])
             stack.proxy_reset()
             res["one"].append(run([hr_event("joined", 1)]))
             st = stack.proxy_stats()
             res["joiner_calls"].append(calls(st))
+            res["joiner_depth"].append(depth(st))
             res["joiner_ops"] = st["counts"]
             # A mover of that joiner: engineering (2 groups, console, key) -> sales (1
             # group, console): 1 group added, 2 removed, the key deleted and unstored.
@@ -100,9 +123,10 @@ def batches(stack, binary, rounds, outdir, log):
             res["ten_l"].append(run([hr_event("left", 10 + k, day=23) for k in range(10)]))
             res["leaver10_calls"].append(calls(stack.proxy_stats()) / 10)
             stack.proxy_reset()
-            run([hr_event("left", 1, day=23)])
+            res["one_l"].append(run([hr_event("left", 50, day=23)]))
             st = stack.proxy_stats()
             res["leaver_calls"].append(calls(st))
+            res["leaver_depth"].append(depth(st))
             res["leaver_ops"] = st["counts"]
             res["rss_kb"].append(fn.vm_hwm_kb())
             log(f"  batch round {r + 1}: one joiner {res['one'][-1]:.1f} ms, 10 joiners {res['ten_j'][-1]:.1f} ms, "
@@ -117,6 +141,7 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "bootstrap"))
     p.add_argument("--cold-runs", type=int, default=20)
+    p.add_argument("--bare", default=None, help="bare lambda_runtime binary: the cold start's baseline")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--zip-bytes", type=int, default=None)
     p.add_argument("--zip-how", default="")
@@ -129,6 +154,11 @@ def main():
     try:
         log("cold starts ...")
         cold, cold_fail = cold_starts(stack, a.binary, a.cold_runs, outdir, log)
+        bare = []
+        if a.bare:
+            log("cold starts of a bare lambda_runtime function ...")
+            bare, bare_fail = cold_starts(stack, a.bare, a.cold_runs, outdir, log)
+            cold_fail += bare_fail
         log("batches through the 40 ms proxy ...")
         b = batches(stack, a.binary, a.rounds, outdir, log)
     finally:
@@ -146,21 +176,39 @@ def main():
 
     def ok(cond):
         return "met" if cond else "**missed**"
+    one_l = med(b["one_l"])
+    jd, ld = max(b["joiner_depth"]), max(b["leaver_depth"])
     rows = [
         ("Cold start: process start -> first answer - warm answer (median / max)",
          "%.2f / %.2f ms" % cm("cold"), "<= 6 ms median", ok(cm("cold")[0] <= 6)),
+    ]
+    if bare:
+        bare_cold = med([r["cold"] for r in bare])
+        ratio = cm("cold")[0] / bare_cold if bare_cold > 0 else float("inf")
+        rows += [
+            ("Cold start against a bare `lambda_runtime` function, same run and method (median)",
+             f"{cm('cold')[0]:.2f} ms against {bare_cold:.2f} ms = {ratio:.2f}x", "<= 2x", ok(ratio <= 2)),
+            ("Bare function: process start -> first GET next (median)",
+             "%.2f ms" % med([r["next"] for r in bare]), "", ""),
+        ]
+    rows += [
         ("Process start -> first GET next (median / max)", "%.2f / %.2f ms" % cm("next"), "", ""),
         ("Process start -> first answer (median / max)", "%.2f / %.2f ms" % cm("first"), "", ""),
         ("Warm answer, fresh joiner, no proxy (median / max)", "%.2f / %.2f ms" % cm("warm"), "", ""),
         ("One joiner (40 ms proxy)", f"{one:.1f} ms", "", ""),
         ("One mover, engineering -> sales (40 ms proxy)", f"{mover:.1f} ms = {mover / one:.2f}x one joiner", "", ""),
-        ("Batch of 10 joiners (40 ms proxy)", f"{ten_j:.1f} ms = {ten_j / one:.2f}x one joiner", "<= 1.5x",
-         ok(ten_j / one <= 1.5)),
-        ("Batch of 10 leavers (40 ms proxy)", f"{ten_l:.1f} ms = {ten_l / one:.2f}x one joiner", "<= 1.5x",
-         ok(ten_l / one <= 1.5)),
-        ("AWS calls per fresh joiner (2 groups, console, key)", f"{jc}", "<= 10", ok(jc <= 10)),
+        ("Batch of 10 joiners (40 ms proxy)", f"{ten_j:.1f} ms = {ten_j / one:.2f}x one joiner", "<= 1.15x",
+         ok(ten_j / one <= 1.15)),
+        ("One leaver of such a joiner (40 ms proxy)", f"{one_l:.1f} ms = {one_l / one:.2f}x one joiner", "", ""),
+        ("Batch of 10 leavers (40 ms proxy)",
+         f"{ten_l:.1f} ms = {ten_l / one_l:.2f}x one leaver = {ten_l / one:.2f}x one joiner", "<= 1.5x one leaver",
+         ok(ten_l / one_l <= 1.5)),
+        ("AWS calls per fresh joiner (2 groups, console, key): count / round trips in sequence",
+         f"{jc} / {jd}", f"contract minimum {JOINER_MIN[0]} / {JOINER_MIN[1]}",
+         ok(jc <= JOINER_MIN[0] and jd <= JOINER_MIN[1])),
         ("AWS calls per mover (engineering -> sales)", f"{mc}", "", ""),
-        ("AWS calls per leaver (alone / mean in batch of 10)", f"{lc} / {l10:.1f}", "", ""),
+        ("AWS calls per leaver of such a joiner: alone (round trips in sequence) / mean in batch of 10",
+         f"{lc} ({ld}) / {l10:.1f}", "", ""),
         ("Peak RSS (VmHWM) after all batches", f"{rss_mb:.1f} MB", "<= 16 MB", ok(rss_mb <= 16)),
         ("Deployment zip", f"{zip_mb:.2f} MB ({a.zip_how})" if zip_mb else "not measured", "<= 4 MB",
          ok(zip_mb <= 4) if zip_mb else ""),

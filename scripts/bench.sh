@@ -52,6 +52,17 @@ PY
   zip_how="stripped x86_64 release binary zipped with python zipfile (cargo lambda build failed)"
 fi
 
-echo "== measuring (about 1 minute)" >&2
-exec "$py" bench/bench.py --binary "$target/release/bootstrap" \
+# The cold start's baseline: a bare lambda_runtime function, same release profile,
+# measured in the same run by the same method.
+echo "== bare lambda_runtime function (bench/bare, same release profile)" >&2
+CARGO_TARGET_DIR="$target/bare" cargo build --locked --release --manifest-path bench/bare/Cargo.toml >&2
+
+echo "== measuring (about 2 minutes)" >&2
+"$py" bench/bench.py --binary "$target/release/bootstrap" --bare "$target/bare/release/bare" \
   --zip-bytes "$zip_bytes" --zip-how "$zip_how" "$@"
+
+# The front door's section too (release build), so one command writes every figure
+# but the load table (scripts/load.sh, about 15 minutes).
+echo "== cargo build --release --bin front-door" >&2
+cargo build --release --bin front-door >&2
+exec "$py" bench/front_door.py --binary "$target/release/front-door"

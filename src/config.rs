@@ -46,6 +46,9 @@ pub struct Config {
     pub key_rotation_grace_days: i64,
     /// Effective dates (contract section 9).
     pub schedule: ScheduleConfig,
+    /// Extension `WARM_UP`: read the once-per-container values (password policy,
+    /// account alias) as the container starts, instead of on the first record.
+    pub warm_up: bool,
 }
 
 /// Effective dates: where the one-time schedules live and deliver, and how
@@ -266,6 +269,14 @@ impl Config {
             }
         };
 
+        let warm_up = match var("WARM_UP").map(|v| v.to_ascii_lowercase()).as_deref() {
+            None | Some("true") => true,
+            Some("false") => false,
+            Some(other) => {
+                return Err(err("WARM_UP", format!("{other:?}: expected true or false")))
+            }
+        };
+
         let max_concurrency = match var("MAX_CONCURRENT_RECORDS") {
             None => 10,
             Some(v) => match v.trim().parse::<usize>() {
@@ -392,6 +403,7 @@ impl Config {
             mfa_grace_days,
             unused_disable_days,
             key_rotation_grace_days,
+            warm_up,
         })
     }
 
@@ -625,5 +637,14 @@ mod tests {
         assert_eq!(c.recovery_days, 7);
         assert!(c.dry_run);
         assert!(c.boundary_arn.is_some());
+    }
+
+    #[test]
+    fn warm_up_is_on_unless_turned_off() {
+        let on = cfg(&[]).unwrap();
+        assert!(on.warm_up);
+        assert!(!cfg(&[("WARM_UP", "False")]).unwrap().warm_up);
+        let e = cfg(&[("WARM_UP", "later")]).unwrap_err();
+        assert_eq!(e.variable, "WARM_UP");
     }
 }

@@ -33,6 +33,8 @@ async fn main() -> Result<(), Error> {
     };
     let services = wiring::services_from_env(&config).await;
     let provisioner = Arc::new(Provisioner::new(config, services));
+    // The once-per-container reads run while the runtime polls for the first event.
+    provisioner.warm_up();
     // The audit's clients are built on its first invocation only.
     let audit_sdk: Arc<OnceCell<SdkConfig>> = Arc::new(OnceCell::new());
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<Value>| {

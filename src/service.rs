@@ -29,10 +29,15 @@ use time::OffsetDateTime;
 /// attached after the read) is answered by reading again and removing it.
 const MAX_ROUNDS: usize = 3;
 
+/// How long the warm-up's reads may take before the first record reads for itself.
+const WARM_UP_BUDGET: std::time::Duration = std::time::Duration::from_secs(3);
+
 pub struct Provisioner {
     pub config: Config,
     pub services: Services,
     signin_url: OnceCell<String>,
+    /// The account alias (None: the account has none), read once per container.
+    account_alias: OnceCell<Option<String>>,
     password_policy: OnceCell<PasswordPolicy>,
     /// Template users' (groups, managed policies), by name.
     templates: OnceCell<TemplateGrants>,
@@ -83,6 +88,7 @@ impl Provisioner {
             config,
             services,
             signin_url: OnceCell::new(),
+            account_alias: OnceCell::new(),
             password_policy: OnceCell::new(),
             templates: OnceCell::new(),
             kms_key: OnceCell::new(),
@@ -95,6 +101,44 @@ impl Provisioner {
         self
     }
 
+    /// Starts the once-per-container reads (the password policy; the account alias
+    /// unless `SIGNIN_URL` is set) in the background as the container starts, so
+    /// that they overlap the runtime's first poll instead of the first record's
+    /// reads (issue 20: the cold start). A record that needs a value still being
+    /// read waits for that read; one that failed is read again by the record.
+    /// Off with `WARM_UP=false` (the audit function: its role reads neither).
+    pub fn warm_up(self: &Arc<Self>) {
+        if !self.config.warm_up {
+            return;
+        }
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            // Short and few: a record waiting behind this read keeps its own budget.
+            let b = Budget {
+                max_attempts: 3,
+                ..Budget::until(tokio::time::Instant::now() + WARM_UP_BUDGET)
+            };
+            let alias = async {
+                if me.config.signin_url.is_none() {
+                    me.account_alias(&b).await.map(|_| ())
+                } else {
+                    Ok(())
+                }
+            };
+            let (policy, alias) = futures::join!(me.password_policy(&b), alias);
+            for e in [policy.err(), alias.err()].into_iter().flatten() {
+                tracing::info!(error = %e, "warm-up read failed; the first record that needs it reads it again");
+            }
+        });
+    }
+
+    async fn account_alias(&self, b: &Budget) -> Result<Option<&str>, AwsError> {
+        self.account_alias
+            .get_or_try_init(|| self.services.iam.account_alias(b))
+            .await
+            .map(Option::as_deref)
+    }
+
     /// `SIGNIN_URL`, else the account alias, else the account id of the invoked
     /// function. Resolved once per container; never guessed.
     async fn signin_url(&self, function_arn: &str, b: &Budget) -> Result<&str, AwsError> {
@@ -103,8 +147,8 @@ impl Provisioner {
                 if let Some(u) = &self.config.signin_url {
                     return Ok(u.clone());
                 }
-                let host = match self.services.iam.account_alias(b).await? {
-                    Some(alias) => alias,
+                let host = match self.account_alias(b).await? {
+                    Some(alias) => alias.to_owned(),
                     None => account_id(function_arn).ok_or_else(|| {
                         AwsError::new(
                             "SignInUrl",
@@ -119,6 +163,8 @@ impl Provisioner {
             .map(String::as_str)
     }
 
+    /// Read when a password is generated, not before: movers and leavers never
+    /// need it, and the warm-up has usually read it by then.
     async fn password_policy(&self, b: &Budget) -> Result<&PasswordPolicy, AwsError> {
         self.password_policy
             .get_or_try_init(|| self.services.iam.password_policy(b))
@@ -255,8 +301,16 @@ impl Provisioner {
                 None,
             ));
         }
+        // A joiner most likely finds no user: an emulator's case scan runs at once.
+        let lookup = async {
+            if ev.event_type == EventType::Joined {
+                iam.lookup_new(user, b).await
+            } else {
+                iam.lookup(user, b).await
+            }
+        };
         let (lookup, meta, kms_key) = futures::try_join!(
-            iam.lookup(user, b),
+            lookup,
             self.describe(secret_name, b),
             self.kms_key(b)
         )?;
@@ -470,14 +524,13 @@ impl Provisioner {
         if ev.event_type == EventType::Left {
             return Box::pin(self.converge_leaver(ev, b, log)).await;
         }
-        // Joiners and movers need the URL (for the secret and the mail), the
-        // password policy and the rules; the first two are read once per container,
-        // alongside the first state read so that a cold container pays no extra
-        // round trip. The employee's other users are looked for at the same time.
+        // Joiners and movers need the URL (for the secret and the mail) and the
+        // rules; the URL is read once per container (by the warm-up, or else
+        // alongside the first state read). The employee's other users are looked
+        // for at the same time. The password policy waits until a password is made.
         let per_container = async {
-            let (url, _, rules) = futures::try_join!(
+            let (url, rules) = futures::try_join!(
                 self.signin_url(function_arn, &b),
-                self.password_policy(&b),
                 self.rules_for(ev, &b)
             )?;
             Ok::<_, AwsError>((url, rules))
