@@ -6,7 +6,7 @@
 //! the rest of its FIFO group. The answer lists exactly the records that were not
 //! fully applied.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use crate::apply::ActionLog;
 use crate::audit::{emit, emit_metrics, split_reason, AuditLine, Outcome};
+use crate::aws::queue::Release;
 use crate::aws::{pace, with_notes, AwsError, Budget, ErrorKind, RecordNotes};
 use crate::event::{check_window, parse_body, HrEvent, Rejection};
 use crate::service::{Provisioner, Report};
@@ -37,6 +38,8 @@ struct Record {
     message_id: String,
     group: Option<String>,
     parsed: Result<HrEvent, Rejection>,
+    /// Where the record came from and its receipt: to release it when handed back.
+    release: Option<Release>,
 }
 
 /// Turns the runtime's deadline (epoch milliseconds) into the records' deadline.
@@ -112,7 +115,7 @@ impl Provisioner {
             .map(|(index, m)| to_record(index, m))
             .collect();
         let lanes = lanes(&records);
-        let results: Vec<(usize, Outcome)> = futures::stream::iter(lanes)
+        let results: Vec<(usize, Outcome, bool)> = futures::stream::iter(lanes)
             .map(|lane| self.run_lane(&records, lane, function_arn, deadline))
             .buffer_unordered(self.config.max_concurrency)
             .flat_map(futures::stream::iter)
@@ -121,13 +124,18 @@ impl Provisioner {
 
         let mut counts: BTreeMap<Outcome, u64> = BTreeMap::new();
         let mut failed: Vec<usize> = Vec::new();
-        for (i, o) in results {
+        let mut handed_back: Vec<Release> = Vec::new();
+        for (i, o, back) in results {
             *counts.entry(o).or_default() += 1;
             if o.is_failure() {
                 failed.push(i);
+                if back {
+                    handed_back.extend(records[i].release.clone());
+                }
             }
         }
         emit_metrics(&counts);
+        self.release(&handed_back, deadline).await;
         failed.sort_unstable();
         let mut resp = SqsBatchResponse::default();
         resp.batch_item_failures = failed
@@ -141,37 +149,62 @@ impl Provisioner {
         resp
     }
 
+    /// Records handed back untouched are made visible again at once; on any
+    /// error they wait out the visibility timeout, as before (WARN).
+    async fn release(&self, records: &[Release], deadline: Instant) {
+        let (Some(queue), false) = (&self.queue, records.is_empty()) else {
+            return;
+        };
+        match queue.release(records, &Budget::until(deadline)).await {
+            Ok(n) => tracing::info!(
+                released = n,
+                "records handed back untouched are visible again at once"
+            ),
+            Err(e) => tracing::warn!(error = %e,
+                "records handed back untouched could not be released: they wait out the queue's visibility timeout"),
+        }
+    }
+
+    /// Each record's index, outcome, and whether it was handed back untouched
+    /// (or held behind such a record of its FIFO group).
     async fn run_lane(
         &self,
         records: &[Record],
         lane: Vec<usize>,
         arn: &str,
         deadline: Instant,
-    ) -> Vec<(usize, Outcome)> {
+    ) -> Vec<(usize, Outcome, bool)> {
         let lane = in_event_order(records, lane);
-        let mut failed_groups: HashSet<&str> = HashSet::new();
+        // Failed FIFO groups, and whether their failure was a hand-back.
+        let mut failed_groups: HashMap<&str, bool> = HashMap::new();
         let mut out = Vec::with_capacity(lane.len());
         for i in lane {
             let r = &records[i];
             let log = ActionLog::default();
-            let blocked = r.group.as_deref().filter(|g| failed_groups.contains(g));
+            let blocked = r
+                .group
+                .as_deref()
+                .and_then(|g| failed_groups.get(g).map(|back| (g, *back)));
             let report = match (blocked, admit(r, self.config.max_event_age_days)) {
-                (Some(g), _) => Report::new(
-                    Outcome::Failed,
-                    Some(format!(
-                        "not applied: an earlier record of FIFO message group {g} failed in this batch"
-                    )),
-                ),
+                (Some((g, back)), _) => Report {
+                    handed_back: back,
+                    ..Report::new(
+                        Outcome::Failed,
+                        Some(format!(
+                            "not applied: an earlier record of FIFO message group {g} failed in this batch"
+                        )),
+                    )
+                },
                 (None, Err(why)) => Report::new(Outcome::Rejected, Some(why)),
                 (None, Ok(ev)) => self.run_record(ev, arn, deadline, &log).await,
             };
             if report.outcome.is_failure() {
                 if let Some(g) = r.group.as_deref() {
-                    failed_groups.insert(g);
+                    failed_groups.entry(g).or_insert(report.handed_back);
                 }
             }
             emit(&audit_line(r, &report, &log, self.config.dry_run));
-            out.push((i, report.outcome));
+            out.push((i, report.outcome, report.handed_back));
         }
         out
     }
@@ -234,28 +267,35 @@ impl Provisioner {
             r = &mut work => Some(r),
             () = tokio::time::sleep_until(late) => None,
         };
-        let done = match first {
-            Some(r) => r,
-            None if log.is_empty() => {
-                return Report::new(
-                    Outcome::Failed,
-                    Some(
-                        "not started: too little time left before the invocation's deadline".into(),
-                    ),
-                )
-            }
-            None => work.await,
-        };
+        let done =
+            match first {
+                Some(r) => r,
+                None if log.is_empty() => return Report {
+                    handed_back: true,
+                    ..Report::new(
+                        Outcome::Failed,
+                        Some(
+                            "not started: too little time left before the invocation's deadline"
+                                .into(),
+                        ),
+                    )
+                },
+                None => work.await,
+            };
         match done {
             Ok(Ok(report)) => report,
             Ok(Err(_)) => Report::new(
                 Outcome::Failed,
                 Some("internal error: the record's handler panicked".into()),
             ),
-            Err(_) => Report::new(
-                Outcome::Failed,
-                Some("the invocation's deadline was reached".into()),
-            ),
+            // Cut by the deadline before it changed anything: untouched too.
+            Err(_) => Report {
+                handed_back: log.is_empty(),
+                ..Report::new(
+                    Outcome::Failed,
+                    Some("the invocation's deadline was reached".into()),
+                )
+            },
         }
     }
 }
@@ -332,11 +372,19 @@ fn to_record(index: usize, m: SqsMessage) -> Record {
         Some(body) => parse_body(body),
         None => parse_body(""),
     };
+    let release = match (m.event_source_arn, m.receipt_handle) {
+        (Some(source_arn), Some(receipt_handle)) => Some(Release {
+            source_arn,
+            receipt_handle,
+        }),
+        _ => None,
+    };
     Record {
         index,
         message_id,
         group,
         parsed,
+        release,
     }
 }
 

@@ -31,8 +31,8 @@ async fn main() -> Result<(), Error> {
             std::process::exit(2);
         }
     };
-    let services = wiring::services_from_env(&config).await;
-    let provisioner = Arc::new(Provisioner::new(config, services));
+    let (services, queue) = wiring::provisioner_services_from_env(&config).await;
+    let provisioner = Arc::new(Provisioner::new(config, services).with_queue(queue));
     // The once-per-container reads run while the runtime polls for the first event.
     provisioner.warm_up();
     // The audit's clients are built on its first invocation only.

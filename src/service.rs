@@ -44,6 +44,9 @@ pub struct Provisioner {
     /// `SECRET_KMS_KEY_ID` resolved to a key ARN when it is an alias.
     kms_key: OnceCell<String>,
     faults: Option<Arc<dyn Faults>>,
+    /// The HR queue, to release records handed back untouched (the Lambda
+    /// bootstrap sets it; tests and tools run without).
+    pub(crate) queue: Option<crate::aws::queue::Queue>,
 }
 
 /// How one record ended, before it becomes an audit line.
@@ -65,6 +68,9 @@ pub struct Report {
     /// A leaver's schedules could not be read: it was applied without them, and
     /// fails afterwards so that SQS retries the schedule part.
     pub schedules_unread: Option<String>,
+    /// Failed before anything was done, for lack of time in the invocation: the
+    /// record is made visible again at once (src/aws/queue.rs).
+    pub handed_back: bool,
 }
 
 impl Report {
@@ -78,6 +84,7 @@ impl Report {
             due_at: None,
             after: Vec::new(),
             schedules_unread: None,
+            handed_back: false,
         }
     }
 }
@@ -93,7 +100,13 @@ impl Provisioner {
             templates: OnceCell::new(),
             kms_key: OnceCell::new(),
             faults: None,
+            queue: None,
         }
+    }
+
+    pub fn with_queue(mut self, queue: crate::aws::queue::Queue) -> Self {
+        self.queue = Some(queue);
+        self
     }
 
     pub fn with_faults(mut self, faults: Arc<dyn Faults>) -> Self {
@@ -309,11 +322,8 @@ impl Provisioner {
                 iam.lookup(user, b).await
             }
         };
-        let (lookup, meta, kms_key) = futures::try_join!(
-            lookup,
-            self.describe(secret_name, b),
-            self.kms_key(b)
-        )?;
+        let (lookup, meta, kms_key) =
+            futures::try_join!(lookup, self.describe(secret_name, b), self.kms_key(b))?;
         // Only a user this function may act on is read further: the role may read
         // nothing else, and the planner rejects the others from GetUser alone.
         let found = matches!(&lookup, Lookup::Found(u)
@@ -529,10 +539,8 @@ impl Provisioner {
         // alongside the first state read). The employee's other users are looked
         // for at the same time. The password policy waits until a password is made.
         let per_container = async {
-            let (url, rules) = futures::try_join!(
-                self.signin_url(function_arn, &b),
-                self.rules_for(ev, &b)
-            )?;
+            let (url, rules) =
+                futures::try_join!(self.signin_url(function_arn, &b), self.rules_for(ev, &b))?;
             Ok::<_, AwsError>((url, rules))
         };
         let own_secret = self.config.secret_name(&ev.user_name);

@@ -14,6 +14,7 @@ use crate::aws::iam::Iam;
 use crate::aws::kms::Kms;
 use crate::aws::mail::Mailer;
 use crate::aws::pace::{paced, Pacer};
+use crate::aws::queue::Queue;
 use crate::aws::scheduler::Scheduler;
 use crate::aws::secrets::Secrets;
 use crate::config::Config;
@@ -274,7 +275,22 @@ pub fn services_with(
     }
 }
 
+/// The provisioner's services, and the HR queue's client (it releases records
+/// handed back untouched: src/aws/queue.rs).
+pub async fn provisioner_services_from_env(config: &Config) -> (Services, Queue) {
+    let sdk = sdk_config().await;
+    let services = services_from(&sdk, config);
+    let sqs = aws_sdk_sqs::config::Builder::from(&sdk)
+        .http_client(sdk.http_client().unwrap_or_else(http_client))
+        .build();
+    (services, Queue::new(aws_sdk_sqs::Client::from_conf(sqs)))
+}
+
 pub async fn services_from_env(config: &Config) -> Services {
+    services_from(&sdk_config().await, config)
+}
+
+fn services_from(sdk: &SdkConfig, config: &Config) -> Services {
     // Only an emulator endpoint may lack an API; real AWS never does.
     let emulator = std::env::var_os("AWS_ENDPOINT_URL").is_some()
         || std::env::var_os("AWS_ENDPOINT_URL_IAM").is_some();
@@ -287,7 +303,7 @@ pub async fn services_from_env(config: &Config) -> Services {
             std::process::exit(2);
         }
     };
-    services_with(&sdk_config().await, config, emulator, case_scan, pacing)
+    services_with(sdk, config, emulator, case_scan, pacing)
 }
 
 /// `HR_IAM_CASE_CHECK` (tests and benches only): `scan` lists the account before

@@ -662,3 +662,141 @@ async fn unstored_password_is_reset_and_unstored_key_replaced() {
         [secret["access_key_id"].as_str().unwrap().to_owned()]
     );
 }
+
+/// Issue 20: a record handed back untouched (too little time left to start it),
+/// and the records of its FIFO group held behind it, are visible again at once;
+/// a record that failed for a reason keeps the visibility timeout (its back-off).
+#[tokio::test]
+async fn records_handed_back_untouched_are_visible_again_at_once() {
+    use aws_lambda_events::event::sqs::SqsMessage;
+    use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+    use hr_iam_provisioner::aws::queue::Queue;
+
+    let moto = Moto::start();
+    moto.seed().await;
+    let sdk = moto.sdk().await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let url = sqs
+        .create_queue()
+        .queue_name("hr-events.fifo")
+        .attributes(QueueAttributeName::FifoQueue, "true")
+        .attributes(QueueAttributeName::ContentBasedDeduplication, "true")
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_owned();
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .unwrap();
+    let bodies = [
+        joined("ev-h1", t1(), "hand.back", "engineering"),
+        body(
+            "changed",
+            "ev-h2",
+            t2(),
+            "E-hand.back",
+            "hand.back",
+            "sales",
+        ),
+    ];
+    for b in &bodies {
+        sqs.send_message()
+            .queue_url(&url)
+            .message_body(b)
+            .message_group_id("E-hand.back")
+            .send()
+            .await
+            .unwrap();
+    }
+    let receive = |visibility: i32| {
+        sqs.receive_message()
+            .queue_url(&url)
+            .max_number_of_messages(10)
+            .visibility_timeout(visibility)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .send()
+    };
+    let event_of = |msgs: &[aws_sdk_sqs::types::Message]| {
+        let mut ev = aws_lambda_events::event::sqs::SqsEvent::default();
+        ev.records = msgs
+            .iter()
+            .map(|m| {
+                let mut r = SqsMessage::default();
+                r.message_id = m.message_id().map(str::to_owned);
+                r.receipt_handle = m.receipt_handle().map(str::to_owned);
+                r.body = m.body().map(str::to_owned);
+                r.event_source_arn = Some(arn.clone());
+                r.attributes
+                    .insert("MessageGroupId".into(), "E-hand.back".into());
+                r
+            })
+            .collect();
+        ev
+    };
+    let got = receive(300).await.unwrap();
+    assert_eq!(got.messages().len(), 2);
+    let p = moto
+        .provisioner(&[])
+        .await
+        .with_queue(Queue::new(sqs.clone()));
+    let (logs, _g) = Logs::capture();
+    // A deadline already at hand: nothing can be started.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(1);
+    let resp = p
+        .handle_batch(event_of(got.messages()), ARN, deadline)
+        .await;
+    assert_eq!(failures(&resp).len(), 2, "{resp:?}");
+    let text = logs.text();
+    assert!(
+        text.contains("not started") || text.contains("deadline was reached"),
+        "{text}"
+    );
+    assert!(text.contains("visible again at once"), "{text}");
+    assert!(
+        !snapshot(&sdk, "hand.back").await.exists,
+        "nothing was done"
+    );
+    // Both are back at once, in order (the FIFO group is no longer held).
+    let again = receive(300).await.unwrap();
+    let ids = |m: &[aws_sdk_sqs::types::Message]| {
+        m.iter()
+            .map(|x| x.message_id().unwrap_or_default().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(again.messages()), ids(got.messages()));
+
+    // Delivered with time enough: the joiner is applied, the mover after it too.
+    let resp = run(&p, event_of(again.messages())).await;
+    assert!(failures(&resp).is_empty(), "{resp:?}");
+
+    // A record that fails for a reason (a mover of a user that does not exist)
+    // keeps its visibility timeout.
+    sqs.send_message()
+        .queue_url(&url)
+        .message_body(body(
+            "changed",
+            "ev-h3",
+            t2(),
+            "E-no.one",
+            "no.one",
+            "sales",
+        ))
+        .message_group_id("E-no.one")
+        .send()
+        .await
+        .unwrap();
+    let got = receive(300).await.unwrap();
+    assert_eq!(got.messages().len(), 1);
+    let resp = run(&p, event_of(got.messages())).await;
+    assert_eq!(failures(&resp).len(), 1, "{resp:?}");
+    assert!(receive(300).await.unwrap().messages().is_empty());
+}

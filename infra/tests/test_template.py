@@ -64,6 +64,8 @@ SECRET_WRITES = {"secretsmanager:PutSecretValue", "secretsmanager:TagResource", 
                  "secretsmanager:UpdateSecretVersionStage"}
 RUNTIME = {  # SQS event source mapping (runs with the function's role) and logging
     "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
+    # Records handed back untouched are made visible again at once (issue 20).
+    "sqs:ChangeMessageVisibility",
     "logs:CreateLogStream", "logs:PutLogEvents",
 }
 # Effective dates (contract section 9; test_dates.py checks their scope).

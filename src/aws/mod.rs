@@ -6,6 +6,7 @@ pub mod iam;
 pub mod kms;
 pub mod mail;
 pub mod pace;
+pub mod queue;
 pub mod scheduler;
 pub mod secrets;
 
