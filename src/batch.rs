@@ -451,6 +451,7 @@ mod tests {
             message_id: format!("m{index}"),
             group: group.map(str::to_owned),
             parsed,
+            release: None,
         }
     }
 
@@ -493,7 +494,8 @@ mod tests {
             rerun_after(&failed, Some(&codeless), MAX_RUNS, &notes),
             None
         );
-        // An emulator's "not implemented" 500 is not worth a second run.
+        // An emulator's code-less 500 ("not implemented", or a fault its calls
+        // already retried) is not worth a second run.
         let unsupported = AwsError {
             kind: crate::aws::kind_without_code(500, true),
             ..codeless.clone()

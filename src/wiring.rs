@@ -232,7 +232,8 @@ pub fn services_with(
     pacing: Pacing,
 ) -> Services {
     if emulator {
-        // An emulator's code-less 500 means "not implemented", not "try again".
+        // An emulator's code-less 500 means "not implemented" or a fault of its own
+        // (tried a few times), not a front end's error page.
         crate::aws::set_emulator_endpoint();
     }
     let base = sdk.http_client().unwrap_or_else(http_client);

@@ -317,7 +317,10 @@ impl Iam {
         read: impl std::future::Future<Output = Result<T, AwsError>>,
     ) -> Result<T, AwsError> {
         match read.await {
-            Err(e) if e.kind == ErrorKind::Unsupported && self.tolerate_unsupported => {
+            Err(e)
+                if matches!(e.kind, ErrorKind::Unsupported | ErrorKind::EmulatorFault)
+                    && self.tolerate_unsupported =>
+            {
                 tracing::warn!(
                     op = e.op,
                     "endpoint does not implement the call; treated as none (emulator only)"

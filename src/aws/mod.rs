@@ -34,6 +34,11 @@ pub enum ErrorKind {
     InvalidState,
     /// The endpoint does not implement the operation (only local emulators).
     Unsupported,
+    /// A local emulator's 500 without an error code: how it says it lacks the
+    /// operation, or its own fault under concurrent requests (moto is not
+    /// thread-safe: a list can fail while another request adds to it). Tried
+    /// again a few times, then taken as `Unsupported`.
+    EmulatorFault,
     Fatal,
 }
 
@@ -101,15 +106,21 @@ pub fn set_emulator_endpoint() {
 /// An error answer with no AWS error code. From AWS it is the front end's error page
 /// while a host restarts or is overloaded (500, 502, 503, 504): it passes, so it is
 /// transient (the call and the record are tried again). From a local emulator, a
-/// 500 is how it says it lacks the operation (moto: "has not been implemented").
-/// 501 and anything else is "not implemented" either way.
+/// 500 is how it says it lacks the operation (moto: "has not been implemented"),
+/// or a fault of its own that passes: [`ErrorKind::EmulatorFault`]. 501 and
+/// anything else is "not implemented" either way.
 pub fn kind_without_code(status: u16, emulator: bool) -> ErrorKind {
     match status {
         501 => ErrorKind::Unsupported,
+        500 if emulator => ErrorKind::EmulatorFault,
         500..=599 if !emulator => ErrorKind::Transient,
         _ => ErrorKind::Unsupported,
     }
 }
+
+/// Attempts of a call an emulator answers with a code-less 500: enough to get past
+/// its concurrency faults, few enough for an operation it lacks.
+const EMULATOR_FAULT_ATTEMPTS: u32 = 3;
 
 /// Maps an SDK error. Only code, message and status are kept.
 pub fn classify<E>(op: &'static str, err: SdkError<E, HttpResponse>) -> AwsError
@@ -287,7 +298,7 @@ fn retryable(kind: ErrorKind, code: Option<&str>, retry: Retry) -> bool {
             true
         }
         (Retry::ThrottleOnly, _) => false,
-        (_, ErrorKind::Transient) => true,
+        (_, ErrorKind::Transient | ErrorKind::EmulatorFault) => true,
         (Retry::AfterCreate, ErrorKind::NotFound) => true,
         _ => false,
     }
@@ -321,8 +332,12 @@ where
                 n.throttled.fetch_add(1, Ordering::Relaxed);
             }
         }
+        let max_attempts = match err.kind {
+            ErrorKind::EmulatorFault => budget.max_attempts.min(EMULATOR_FAULT_ATTEMPTS),
+            _ => budget.max_attempts,
+        };
         if !retryable(err.kind, err.code.as_deref(), retry)
-            || (!throttled && attempt >= budget.max_attempts)
+            || (!throttled && attempt >= max_attempts)
         {
             return give_up(err);
         }
@@ -496,9 +511,13 @@ mod tests {
     }
 
     #[test]
-    fn an_answer_without_code_is_transient_from_aws_and_unsupported_from_an_emulator() {
+    fn an_answer_without_code_is_transient_from_aws_and_an_emulator_fault_or_unsupported_from_an_emulator(
+    ) {
         for status in [500, 502, 503, 504] {
             assert_eq!(kind_without_code(status, false), ErrorKind::Transient);
+        }
+        assert_eq!(kind_without_code(500, true), ErrorKind::EmulatorFault);
+        for status in [502, 503, 504] {
             assert_eq!(kind_without_code(status, true), ErrorKind::Unsupported);
         }
         for status in [501, 400, 403, 404] {
@@ -507,6 +526,25 @@ mod tests {
         // And a transient answer is retried by a safe call, as any other.
         assert!(retryable(ErrorKind::Transient, None, Retry::Safe));
         assert!(!retryable(ErrorKind::Transient, None, Retry::ThrottleOnly));
+    }
+
+    /// An emulator's code-less 500 (moto failing under concurrent requests, or an
+    /// operation it lacks) is tried three times by a safe call, once by a write
+    /// whose outcome it leaves unknown.
+    #[tokio::test]
+    async fn an_emulator_fault_is_tried_three_times_by_safe_calls_only() {
+        assert_eq!(
+            attempts(Retry::Safe, ErrorKind::EmulatorFault, "", 2).await,
+            (3, true)
+        );
+        assert_eq!(
+            attempts(Retry::Safe, ErrorKind::EmulatorFault, "", 9).await,
+            (3, false)
+        );
+        assert_eq!(
+            attempts(Retry::ThrottleOnly, ErrorKind::EmulatorFault, "", 9).await,
+            (1, false)
+        );
     }
 
     /// Through the SDK's own error parsing: a 503 HTML page from a front end.
