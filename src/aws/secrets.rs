@@ -168,8 +168,11 @@ impl Secrets {
             self.client
                 .list_secrets()
                 .include_planned_deletion(true)
-                .filters(filter(FilterNameStringType::TagKey, TAG_EMPLOYEE_ID))
+                // The selective filter first: AWS ANDs them in any order, and an
+                // emulator that tries them one by one (moto, over every secret)
+                // stops at the first miss (issue 20: the load bench's N = 1000).
                 .filters(filter(FilterNameStringType::TagValue, employee_id))
+                .filters(filter(FilterNameStringType::TagKey, TAG_EMPLOYEE_ID))
                 .filters(filter(FilterNameStringType::Name, prefix))
                 .into_paginator()
                 .send()
