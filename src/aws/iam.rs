@@ -249,8 +249,9 @@ impl Iam {
         };
         // Planted credentials (contract section 5, "nothing planted survives") are
         // read whenever the function acts on a user, joiner and mover included.
+        let probe = &self.probe_budget(b);
         let ssh = self.unless_unsupported(listed!(
-            b,
+            probe,
             "ListSSHPublicKeys",
             c.list_ssh_public_keys().user_name(name),
             |out| {
@@ -261,7 +262,7 @@ impl Iam {
             }
         ));
         let certs = self.unless_unsupported(listed!(
-            b,
+            probe,
             "ListSigningCertificates",
             c.list_signing_certificates().user_name(name),
             |out| {
@@ -272,7 +273,7 @@ impl Iam {
             }
         ));
         let service = self.unless_unsupported(listed!(
-            b,
+            probe,
             "ListServiceSpecificCredentials",
             c.list_service_specific_credentials().user_name(name),
             |out| {
@@ -306,6 +307,21 @@ impl Iam {
         att.service_credentials = service;
         att.orphan_virtual_mfa = orphans;
         Ok(att)
+    }
+
+    /// The budget of a call an emulator may lack (see `unless_unsupported`): one
+    /// attempt there, since its "not implemented" 500 looks like a fault worth a
+    /// retry ([`ErrorKind::EmulatorFault`]); throttling is still retried. Against
+    /// AWS, the caller's budget.
+    fn probe_budget(&self, b: &Budget) -> Budget {
+        if self.tolerate_unsupported {
+            Budget {
+                max_attempts: 1,
+                ..*b
+            }
+        } else {
+            *b
+        }
     }
 
     /// Local emulators lack some of the leaver's lists (moto: service-specific
@@ -599,8 +615,9 @@ impl Iam {
         retry: Retry,
         b: &Budget,
     ) -> Result<bool, AwsError> {
+        let probe = &self.probe_budget(b);
         let put = op!(
-            b,
+            probe,
             retry,
             "PutUserPermissionsBoundary",
             self.client
