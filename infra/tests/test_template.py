@@ -936,10 +936,17 @@ def test_scheduled_audit_function(template, resolver):
     its own role."""
     prov = function_props(template, SigninUrl="https://x.signin.aws.amazon.com/console")
     audit = function_props(template, "AuditFunction", SigninUrl="https://x.signin.aws.amazon.com/console")
-    for key in ("CodeUri", "Handler", "Runtime", "Architectures", "Environment"):
+    for key in ("CodeUri", "Handler", "Runtime", "Architectures"):
         assert audit[key] == prov[key], key
+    # The same configuration, but for WARM_UP: the audit's role reads neither the
+    # password policy nor the account alias, so it never reads them at start-up.
+    audit_env = dict(audit["Environment"]["Variables"])
+    assert audit_env.pop("WARM_UP") == "false"
+    assert "WARM_UP" not in prov["Environment"]["Variables"]
+    assert audit_env == prov["Environment"]["Variables"]
     # sam build builds functions with equal build definitions (CodeUri, runtime,
-    # architecture, Metadata, handler, environment) once: one binary for both.
+    # architecture, Metadata, handler, and the build container's environment given
+    # to `sam build`, not the function's) once: one binary for both.
     assert template["Resources"]["AuditFunction"]["Metadata"] == \
         template["Resources"]["ProvisionerFunction"]["Metadata"]
     assert audit["Role"] == resolver.get_att("AuditRole", "Arn") != prov["Role"]
