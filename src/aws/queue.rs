@@ -113,9 +113,8 @@ pub fn queue_url(arn: &str) -> Option<String> {
             && s.bytes()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
     };
-    if !(ok(partition) && ok(region) && ok(name) && account.bytes().all(|c| c.is_ascii_digit()))
-        || account.is_empty()
-    {
+    let digits = !account.is_empty() && account.bytes().all(|c| c.is_ascii_digit());
+    if !(ok(partition) && ok(region) && ok(name) && digits) {
         return None;
     }
     let domain = match partition {
