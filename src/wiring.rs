@@ -17,6 +17,7 @@ use crate::aws::pace::{paced, Pacer};
 use crate::aws::queue::Queue;
 use crate::aws::scheduler::Scheduler;
 use crate::aws::secrets::Secrets;
+use crate::aws::OnFirstUse;
 use crate::config::Config;
 
 /// The roots every AWS endpoint chains to (Amazon Trust Services, and Starfield
@@ -247,10 +248,17 @@ pub fn services_with(
     let ses = aws_sdk_sesv2::config::Builder::from(sdk)
         .http_client(paced(base.clone(), Pacer::new("sesv2", floor)))
         .build();
-    // Called at most once per customer alias and container: no pacer.
-    let kms = aws_sdk_kms::config::Builder::from(sdk)
-        .http_client(base.clone())
-        .build();
+    // Called at most once per customer alias and container: no pacer, and built
+    // only then.
+    let kms = {
+        let (sdk, base) = (sdk.clone(), base.clone());
+        OnFirstUse::later(move || {
+            let conf = aws_sdk_kms::config::Builder::from(&sdk)
+                .http_client(base.clone())
+                .build();
+            aws_sdk_kms::Client::from_conf(conf)
+        })
+    };
     // Effective dates need the scheduler only where schedules can be made.
     let scheduler = config.schedule.target().map(|_| {
         let conf = aws_sdk_scheduler::config::Builder::from(sdk)
@@ -271,7 +279,7 @@ pub fn services_with(
             aws_sdk_sesv2::Client::from_conf(ses),
             config.sender_email.clone(),
         ),
-        kms: Kms::new(aws_sdk_kms::Client::from_conf(kms)),
+        kms: Kms::on_first_use(kms),
         scheduler,
     }
 }
@@ -281,10 +289,13 @@ pub fn services_with(
 pub async fn provisioner_services_from_env(config: &Config) -> (Services, Queue) {
     let sdk = sdk_config().await;
     let services = services_from(&sdk, config);
-    let sqs = aws_sdk_sqs::config::Builder::from(&sdk)
-        .http_client(sdk.http_client().unwrap_or_else(http_client))
-        .build();
-    (services, Queue::new(aws_sdk_sqs::Client::from_conf(sqs)))
+    let queue = Queue::on_first_use(OnFirstUse::later(move || {
+        let conf = aws_sdk_sqs::config::Builder::from(&sdk)
+            .http_client(sdk.http_client().unwrap_or_else(http_client))
+            .build();
+        aws_sdk_sqs::Client::from_conf(conf)
+    }));
+    (services, queue)
 }
 
 pub async fn services_from_env(config: &Config) -> Services {

@@ -7,10 +7,10 @@ use std::sync::Mutex;
 
 use aws_sdk_kms::Client;
 
-use super::{call, classify, AwsError, Budget, ErrorKind, Retry};
+use super::{call, classify, AwsError, Budget, ErrorKind, OnFirstUse, Retry};
 
 pub struct Kms {
-    client: Client,
+    client: OnFirstUse<Client>,
     /// Alias -> key ARN, per container: aliases are re-pointed rarely, and a
     /// container lives minutes to hours.
     resolved: Mutex<HashMap<String, String>>,
@@ -37,6 +37,10 @@ pub fn is_customer_alias(key: &str) -> bool {
 
 impl Kms {
     pub fn new(client: Client) -> Self {
+        Self::on_first_use(OnFirstUse::ready(client))
+    }
+
+    pub fn on_first_use(client: OnFirstUse<Client>) -> Self {
         Kms {
             client,
             resolved: Mutex::new(HashMap::new()),
@@ -55,6 +59,7 @@ impl Kms {
         }
         let out = call(b, Retry::Safe, || async {
             self.client
+                .get()
                 .describe_key()
                 .key_id(key)
                 .send()

@@ -357,6 +357,49 @@ where
     }
 }
 
+/// An SDK client built on its first use. Building one costs about 0.2 ms of the
+/// container's start; the clients the first record rarely needs (KMS, for an
+/// alias; SQS, to release records handed back) are built this way (issue 20).
+pub struct OnFirstUse<C> {
+    client: std::sync::OnceLock<C>,
+    make: Arc<dyn Fn() -> C + Send + Sync>,
+}
+
+impl<C: Clone + Send + Sync + 'static> OnFirstUse<C> {
+    pub fn later(make: impl Fn() -> C + Send + Sync + 'static) -> Self {
+        OnFirstUse {
+            client: std::sync::OnceLock::new(),
+            make: Arc::new(make),
+        }
+    }
+
+    pub fn ready(client: C) -> Self {
+        let me = Self::later({
+            let c = client.clone();
+            move || c.clone()
+        });
+        let _ = me.client.set(client);
+        me
+    }
+
+    pub fn get(&self) -> &C {
+        self.client.get_or_init(|| (self.make)())
+    }
+}
+
+impl<C: Clone> Clone for OnFirstUse<C> {
+    fn clone(&self) -> Self {
+        let client = std::sync::OnceLock::new();
+        if let Some(c) = self.client.get() {
+            let _ = client.set(c.clone());
+        }
+        OnFirstUse {
+            client,
+            make: Arc::clone(&self.make),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

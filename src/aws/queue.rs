@@ -7,7 +7,7 @@
 use aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry;
 use aws_sdk_sqs::Client;
 
-use super::{call, classify, AwsError, Budget, ErrorKind, Retry};
+use super::{call, classify, AwsError, Budget, ErrorKind, OnFirstUse, Retry};
 
 /// One record to release: where it came from and its receipt for this delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,11 +18,16 @@ pub struct Release {
 
 #[derive(Clone)]
 pub struct Queue {
-    client: Client,
+    client: OnFirstUse<Client>,
 }
 
 impl Queue {
     pub fn new(client: Client) -> Self {
+        Self::on_first_use(OnFirstUse::ready(client))
+    }
+
+    /// Built when a record is first handed back: most containers never need it.
+    pub fn on_first_use(client: OnFirstUse<Client>) -> Self {
         Queue { client }
     }
 
@@ -67,6 +72,7 @@ impl Queue {
                     })?;
                 let out = call(b, Retry::Safe, || async {
                     self.client
+                        .get()
                         .change_message_visibility_batch()
                         .queue_url(&url)
                         .set_entries(Some(entries.clone()))
