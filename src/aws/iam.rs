@@ -1,7 +1,10 @@
 //! IAM adapter: the reads that make up a user's state, and one method per write.
 
+use std::sync::{Arc, Mutex};
+
 use aws_sdk_iam::types::{AssignmentStatusType, StatusType, Tag};
 use aws_sdk_iam::Client;
+use futures::future::{BoxFuture, FutureExt, Shared};
 
 use super::{call, classify, AwsError, Budget, ErrorKind, Retry};
 use crate::password::{PasswordPolicy, Secret};
@@ -20,7 +23,13 @@ pub struct Iam {
     /// find, before creating it: only for emulators, which (unlike IAM) accept a
     /// name that differs from an existing one only in case. See [`Iam::lookup`].
     pub case_scan: bool,
+    /// The case scan in flight, if any: joiners that start together (a batch)
+    /// list the account once between them, not once each. See [`Iam::case_holder`].
+    scan: Arc<Mutex<Option<Scan>>>,
 }
+
+/// The account's user names, listed once for every record waiting on them.
+type Scan = Shared<BoxFuture<'static, Result<Arc<Vec<String>>, AwsError>>>;
 
 /// Which reads a plan needs: only a leaver looks at MFA devices (an active user
 /// keeps them).
@@ -58,6 +67,7 @@ impl Iam {
             client,
             tolerate_unsupported,
             case_scan: tolerate_unsupported,
+            scan: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -146,23 +156,21 @@ impl Iam {
     /// The account's user whose name equals `name` regardless of case, if any
     /// (every path: a holder anywhere makes the name taken).
     async fn case_holder(&self, name: &str, b: &Budget) -> Result<Option<String>, AwsError> {
-        let c = &self.client;
-        let users: Vec<_> = call(b, Retry::Safe, || async {
-            // Pages of 1,000 (IAM's maximum): one call for most accounts.
-            c.list_users()
-                .into_paginator()
-                .page_size(1000)
-                .items()
-                .send()
-                .try_collect()
-                .await
-                .map_err(|e| classify("ListUsers", e))
+        let names = self.scan(b).await?;
+        Ok(names.iter().find(|u| u.eq_ignore_ascii_case(name)).cloned())
+    }
+
+    /// Every user name in the account. A scan still in flight is joined, never a
+    /// finished one: concurrent scans would read the same state at the same moment,
+    /// and a record never gets an answer older than the scan it joined. On an
+    /// emulator each joiner scans, and a batch of ten made ten full lists (ListUsers
+    /// of the whole account: the longer, the more users).
+    async fn scan(&self, b: &Budget) -> Result<Arc<Vec<String>>, AwsError> {
+        let (c, b) = (self.client.clone(), *b);
+        joined_or_started(&self.scan, move || {
+            async move { list_user_names(&c, &b).await.map(Arc::new) }.boxed()
         })
-        .await?;
-        Ok(users
-            .iter()
-            .find(|u| u.user_name().eq_ignore_ascii_case(name))
-            .map(|u| u.user_name().to_owned()))
+        .await
     }
 
     /// Everything attached to an existing user, read concurrently.
@@ -1013,4 +1021,71 @@ fn to_tags(tags: &[(String, String)]) -> Result<Vec<Tag>, AwsError> {
                 .map_err(|e| AwsError::new("TagUser", ErrorKind::Fatal, e.to_string()))
         })
         .collect()
+}
+
+/// The scan in `slot` while it is in flight, else a new one started by `start`.
+fn joined_or_started(
+    slot: &Mutex<Option<Scan>>,
+    start: impl FnOnce() -> BoxFuture<'static, Result<Arc<Vec<String>>, AwsError>>,
+) -> Scan {
+    let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+    match slot.as_ref() {
+        Some(s) if s.peek().is_none() => s.clone(),
+        _ => {
+            let s = start().shared();
+            *slot = Some(s.clone());
+            s
+        }
+    }
+}
+
+/// Pages of 1,000 (IAM's maximum): one call for most accounts.
+async fn list_user_names(c: &Client, b: &Budget) -> Result<Vec<String>, AwsError> {
+    let users: Vec<_> = call(b, Retry::Safe, || async {
+        c.list_users()
+            .into_paginator()
+            .page_size(1000)
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| classify("ListUsers", e))
+    })
+    .await?;
+    Ok(users.iter().map(|u| u.user_name().to_owned()).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_scan_in_flight_is_joined_and_a_finished_one_never_reused() {
+        let slot = Mutex::new(None);
+        let started = std::sync::atomic::AtomicU32::new(0);
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let start = |names: Vec<&'static str>, gate: Option<tokio::sync::oneshot::Receiver<()>>| {
+            started.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            move || {
+                async move {
+                    if let Some(g) = gate {
+                        let _ = g.await;
+                    }
+                    Ok(Arc::new(names.into_iter().map(String::from).collect()))
+                }
+                .boxed()
+            }
+        };
+        let first = joined_or_started(&slot, start(vec!["JDoe"], Some(rx)));
+        // Started while the first is in flight: it joins, and its own start is never run.
+        let second = joined_or_started(&slot, || panic!("a scan in flight must be joined"));
+        tx.send(()).unwrap();
+        let (a, b) = futures::join!(first, second);
+        assert_eq!(a.unwrap().as_slice(), ["JDoe"]);
+        assert_eq!(b.unwrap().as_slice(), ["JDoe"]);
+        // Finished: the next record lists the account again.
+        let third = joined_or_started(&slot, start(vec!["JDoe", "asmith"], None));
+        assert_eq!(third.await.unwrap().len(), 2);
+        assert_eq!(started.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
 }
