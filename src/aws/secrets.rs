@@ -1,9 +1,11 @@
 //! Secrets Manager adapter: one secret per user.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType, Tag};
 use aws_sdk_secretsmanager::Client;
+use futures::future::{BoxFuture, FutureExt, Shared};
 
 use super::{call, classify, AwsError, Budget, ErrorKind, Retry};
 use crate::state::{
@@ -18,7 +20,28 @@ const CURRENT: &str = "AWSCURRENT";
 pub struct Secrets {
     client: Client,
     kms_key_id: Option<String>,
+    /// The `ListSecrets` by employee not yet sent, which a record may still join.
+    /// See [`Secrets::find_by_employee`].
+    gathering: Arc<Mutex<Option<Group>>>,
 }
+
+/// A secret's name and tags.
+type Found = Vec<(String, BTreeMap<String, String>)>;
+type Listing = Shared<BoxFuture<'static, Result<Arc<Found>, AwsError>>>;
+
+/// Employee ids asked for in the same moment, listed by one call.
+struct Group {
+    prefix: String,
+    ids: Arc<Mutex<Vec<String>>>,
+    listing: Listing,
+}
+
+/// AWS takes at most 10 values in one `ListSecrets` filter.
+const MAX_FILTER_VALUES: usize = 10;
+/// How many times the first record of a group lets the others run before the call
+/// is sent: the records of a batch start together and reach their first reads in
+/// one pass, so one is enough; the rest is margin. A few microseconds.
+const GATHER_YIELDS: usize = 3;
 
 macro_rules! op {
     ($budget:expr, $name:literal, $req:expr) => {
@@ -42,7 +65,11 @@ fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
 
 impl Secrets {
     pub fn new(client: Client, kms_key_id: Option<String>) -> Self {
-        Secrets { client, kms_key_id }
+        Secrets {
+            client,
+            kms_key_id,
+            gathering: Arc::new(Mutex::new(None)),
+        }
     }
 
     /// What Secrets Manager says about the secret, without its value: tags, key,
@@ -155,43 +182,34 @@ impl Secrets {
 
     /// The provisioner's secrets tagged with an employee id (live or scheduled for
     /// deletion), as (name, tags): how a user is found after HR changed its email.
+    ///
+    /// Records that ask in the same moment (the first reads of a batch's records)
+    /// share one call for up to 10 employees: a batch of 10 joiners made 10, and an
+    /// emulator reads every secret of the account for each (issue 20). A record only
+    /// joins a call not yet sent, so its answer is never older than its question.
     pub async fn find_by_employee(
         &self,
         prefix: &str,
         employee_id: &str,
         b: &Budget,
-    ) -> Result<Vec<(String, BTreeMap<String, String>)>, AwsError> {
-        let filter = |key: FilterNameStringType, value: &str| {
-            Filter::builder().key(key).values(value).build()
-        };
-        let list: Vec<_> = call(b, Retry::Safe, || async {
-            self.client
-                .list_secrets()
-                .include_planned_deletion(true)
-                // The selective filter first: AWS ANDs them in any order, and an
-                // emulator that tries them one by one (moto, over every secret)
-                // stops at the first miss (issue 20: the load bench's N = 1000).
-                .filters(filter(FilterNameStringType::TagValue, employee_id))
-                .filters(filter(FilterNameStringType::TagKey, TAG_EMPLOYEE_ID))
-                .filters(filter(FilterNameStringType::Name, prefix))
-                .into_paginator()
-                .send()
-                .try_collect()
-                .await
-                .map_err(|e| classify("ListSecrets", e))
-        })
-        .await?;
-        Ok(list
+    ) -> Result<Found, AwsError> {
+        let (c, p, b) = (self.client.clone(), prefix.to_owned(), *b);
+        let listing = gathered(&self.gathering, prefix, employee_id, move |ids| {
+            async move {
+                for _ in 0..GATHER_YIELDS {
+                    tokio::task::yield_now().await;
+                }
+                let ids = ids();
+                list_by_employees(&c, &p, &ids, &b).await.map(Arc::new)
+            }
+            .boxed()
+        });
+        let all = listing.await?;
+        Ok(all
             .iter()
-            .flat_map(|page| page.secret_list())
-            .filter_map(|s| {
-                let tags = tag_map(s.tags());
-                // The filters match any tag key and any tag value: check the pair.
-                let ours = tags.get(TAG_EMPLOYEE_ID).map(String::as_str) == Some(employee_id)
-                    && tags.get(TAG_MANAGED_BY).map(String::as_str) == Some(MANAGED_BY);
-                let name = s.name()?;
-                (ours && name.starts_with(prefix)).then(|| (name.to_owned(), tags))
-            })
+            // The filters match any tag key and any tag value: check the pair.
+            .filter(|(_, tags)| tags.get(TAG_EMPLOYEE_ID).map(String::as_str) == Some(employee_id))
+            .cloned()
             .collect())
     }
 
@@ -300,5 +318,174 @@ impl Secrets {
             }
             Err(e) => Err(e),
         }
+    }
+}
+
+/// The open group for `prefix` with `id` added (the group closes at 10 ids), else a
+/// new group of `id` started by `start`. `start` gets the function that closes the
+/// group and returns its ids; the listing calls it when it is sent.
+fn gathered(
+    slot: &Arc<Mutex<Option<Group>>>,
+    prefix: &str,
+    id: &str,
+    start: impl FnOnce(
+        Box<dyn FnOnce() -> Vec<String> + Send>,
+    ) -> BoxFuture<'static, Result<Arc<Found>, AwsError>>,
+) -> Listing {
+    let mut open = slot.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(g) = open.as_ref().filter(|g| g.prefix == prefix) {
+        let mut ids = g.ids.lock().unwrap_or_else(|p| p.into_inner());
+        if !ids.iter().any(|i| i == id) {
+            ids.push(id.to_owned());
+        }
+        let (full, listing) = (ids.len() >= MAX_FILTER_VALUES, g.listing.clone());
+        drop(ids);
+        if full {
+            *open = None;
+        }
+        return listing;
+    }
+    let ids = Arc::new(Mutex::new(vec![id.to_owned()]));
+    let close = {
+        let (slot, ids) = (Arc::clone(slot), Arc::clone(&ids));
+        Box::new(move || {
+            let mut open = slot.lock().unwrap_or_else(|p| p.into_inner());
+            if open.as_ref().is_some_and(|g| Arc::ptr_eq(&g.ids, &ids)) {
+                *open = None;
+            }
+            let ids = ids.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            ids
+        }) as Box<dyn FnOnce() -> Vec<String> + Send>
+    };
+    let listing = start(close).shared();
+    *open = Some(Group {
+        prefix: prefix.to_owned(),
+        ids,
+        listing: listing.clone(),
+    });
+    listing
+}
+
+/// One `ListSecrets` for the provisioner's secrets tagged with any of `ids`.
+async fn list_by_employees(
+    c: &Client,
+    prefix: &str,
+    ids: &[String],
+    b: &Budget,
+) -> Result<Found, AwsError> {
+    let values = |key: FilterNameStringType, v: &[String]| {
+        Filter::builder()
+            .key(key)
+            .set_values(Some(v.to_vec()))
+            .build()
+    };
+    let list: Vec<_> = call(b, Retry::Safe, || async {
+        c.list_secrets()
+            .include_planned_deletion(true)
+            // The selective filter first: AWS ANDs them in any order, and an
+            // emulator that tries them one by one (moto, over every secret)
+            // stops at the first miss (issue 20: the load bench's N = 1000).
+            .filters(values(FilterNameStringType::TagValue, ids))
+            .filters(values(
+                FilterNameStringType::TagKey,
+                &[TAG_EMPLOYEE_ID.to_owned()],
+            ))
+            .filters(values(FilterNameStringType::Name, &[prefix.to_owned()]))
+            .into_paginator()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| classify("ListSecrets", e))
+    })
+    .await?;
+    Ok(list
+        .iter()
+        .flat_map(|page| page.secret_list())
+        .filter_map(|s| {
+            let tags = tag_map(s.tags());
+            let ours = tags.get(TAG_EMPLOYEE_ID).is_some_and(|e| ids.contains(e))
+                && tags.get(TAG_MANAGED_BY).map(String::as_str) == Some(MANAGED_BY);
+            let name = s.name()?;
+            (ours && name.starts_with(prefix)).then(|| (name.to_owned(), tags))
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    type Closer = Box<dyn FnOnce() -> Vec<String> + Send>;
+
+    /// A listing that answers, for each id it was sent with, a secret named after it.
+    fn echo(
+        starts: &AtomicUsize,
+    ) -> impl FnOnce(Closer) -> BoxFuture<'static, Result<Arc<Found>, AwsError>> + '_ {
+        move |close: Closer| {
+            starts.fetch_add(1, Ordering::SeqCst);
+            async move {
+                tokio::task::yield_now().await;
+                let ids = close();
+                Ok(Arc::new(
+                    ids.into_iter()
+                        .map(|i| {
+                            (
+                                format!("hr/{i}"),
+                                BTreeMap::from([(TAG_EMPLOYEE_ID.to_owned(), i)]),
+                            )
+                        })
+                        .collect(),
+                ))
+            }
+            .boxed()
+        }
+    }
+
+    fn names(f: &Found) -> Vec<&str> {
+        f.iter().map(|(n, _)| n.as_str()).collect()
+    }
+
+    #[tokio::test]
+    async fn ids_asked_together_share_one_call_of_at_most_ten() {
+        let slot = Arc::new(Mutex::new(None));
+        let starts = AtomicUsize::new(0);
+        let ids: Vec<String> = (1..=12).map(|i| format!("E{i}")).collect();
+        let listings: Vec<Listing> = ids
+            .iter()
+            .map(|id| gathered(&slot, "hr/", id, echo(&starts)))
+            .collect();
+        // Ten ids fill the first call; the eleventh starts a second.
+        assert_eq!(starts.load(Ordering::SeqCst), 2);
+        let answers = futures::future::join_all(listings).await;
+        let first = answers[0].as_ref().unwrap();
+        assert_eq!(first.len(), 10);
+        assert_eq!(names(first)[9], "hr/E10");
+        assert_eq!(names(answers[11].as_ref().unwrap()), ["hr/E11", "hr/E12"]);
+        // A duplicate id is asked for once.
+        let a = gathered(&slot, "hr/", "E1", echo(&starts));
+        let b = gathered(&slot, "hr/", "E1", echo(&starts));
+        assert_eq!(names(&a.await.unwrap()), ["hr/E1"]);
+        assert_eq!(names(&b.await.unwrap()), ["hr/E1"]);
+    }
+
+    #[tokio::test]
+    async fn a_call_already_sent_is_never_joined() {
+        let slot = Arc::new(Mutex::new(None));
+        let starts = AtomicUsize::new(0);
+        let first = gathered(&slot, "hr/", "E1", echo(&starts));
+        assert_eq!(first.clone().await.unwrap().len(), 1);
+        // Sent and answered: the next question gets its own call, with only its id.
+        let second = gathered(&slot, "hr/", "E2", echo(&starts));
+        assert_eq!(names(&second.await.unwrap()), ["hr/E2"]);
+        assert_eq!(starts.load(Ordering::SeqCst), 2);
+        // Another prefix (another configuration) is never mixed in.
+        let (x, y) = (
+            gathered(&slot, "hr/", "E3", echo(&starts)),
+            gathered(&slot, "other/", "E4", echo(&starts)),
+        );
+        let (x, y) = futures::join!(x, y);
+        assert_eq!(names(&x.unwrap()), ["hr/E3"]);
+        assert_eq!(names(&y.unwrap()), ["hr/E4"]);
     }
 }
