@@ -6,7 +6,8 @@
 //!   at once, its lookup finds the holder, and it ends `rejected` with the clash
 //!   reason (the emulator path, which scans up front, is
 //!   `joiner::someone_elses_user_is_never_taken_over` against moto);
-//! - a record failed by an error that may pass is run again within the invocation.
+//! - a record failed by an error that may pass is run again within the invocation;
+//! - a batch's records share their account-wide reads (issue 20).
 
 mod common;
 
@@ -405,4 +406,118 @@ async fn no_welcome_mail_too_close_to_the_deadline_to_record_it() {
         .await
         .is_empty());
     assert_eq!(sent.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+/// Ten joiners of ten employees in one batch.
+fn ten_joiners() -> SqsEvent {
+    let at = (time::OffsetDateTime::now_utc() - time::Duration::hours(1))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let mut ev = SqsEvent::default();
+    ev.records = (1..=10)
+        .map(|i| {
+            let mut m = SqsMessage::default();
+            m.message_id = Some(format!("m{i}"));
+            m.body = Some(format!(
+                r#"{{"event_id":"e{i}","event_type":"employee.joined","occurred_at":"{at}",
+                    "employee":{{"employee_id":"E{i}","email":"user{i}@example.com"}}}}"#
+            ));
+            m
+        })
+        .collect();
+    ev
+}
+
+/// Issue 20: the records of a batch share their account-wide reads. Ten joiners
+/// make one ListSecrets by employee (the ten ids in one filter, AWS's maximum)
+/// and, on an emulator, one ListUsers for the case check; each record still
+/// makes its own reads of its own user and secret.
+#[tokio::test]
+async fn a_batch_of_ten_joiners_lists_secrets_and_users_once() {
+    for emulator in [false, true] {
+        let asked: std::sync::Arc<std::sync::Mutex<Vec<Vec<String>>>> = Default::default();
+        let seen = asked.clone();
+        let list_secrets = mock!(Sm::list_secrets)
+            .match_requests(move |r| {
+                let values = r
+                    .filters()
+                    .iter()
+                    .find(|f| {
+                        f.key()
+                            == Some(&aws_sdk_secretsmanager::types::FilterNameStringType::TagValue)
+                    })
+                    .map(|f| f.values().to_vec())
+                    .unwrap_or_default();
+                seen.lock().unwrap().push(values);
+                true
+            })
+            .then_output(|| {
+                aws_sdk_secretsmanager::operation::list_secrets::ListSecretsOutput::builder()
+                    .set_secret_list(Some(vec![]))
+                    .build()
+            });
+        let get_user = mock!(Iam::get_user).then_http_response(|| iam_error(404, "NoSuchEntity"));
+        let create_user = mock!(Iam::create_user)
+            .then_output(|| op::create_user::CreateUserOutput::builder().build());
+        let scan = list_users(&["someone.else"]);
+        let (mut iam, mut sm, ses) = the_rest();
+        iam.extend([get_user.clone(), create_user.clone(), scan.clone()]);
+        // the_rest()'s first Secrets Manager rule is its ListSecrets: this one instead.
+        sm[0] = list_secrets.clone();
+        let iam = IamAdapter::new(
+            client!(aws_sdk_iam, &iam.iter().collect::<Vec<_>>()),
+            emulator,
+        );
+        let p = {
+            let mut m: HashMap<String, String> = HashMap::new();
+            m.insert("SENDER_EMAIL".into(), "it@example.com".into());
+            m.insert(
+                "PROVISIONING_RULES".into(),
+                r#"{"default":{"groups":["staff"],"console":true,"access_key":true}}"#.into(),
+            );
+            let config = Config::from_env(|k| m.get(k).cloned()).unwrap();
+            let services = Services {
+                iam,
+                secrets: Secrets::new(
+                    client!(aws_sdk_secretsmanager, &sm.iter().collect::<Vec<_>>()),
+                    None,
+                ),
+                mailer: Mailer::new(
+                    client!(aws_sdk_sesv2, &ses.iter().collect::<Vec<_>>()),
+                    "it@example.com".into(),
+                ),
+                kms: Kms::new(aws_sdk_kms::Client::from_conf(
+                    aws_sdk_kms::Config::builder()
+                        .behavior_version_latest()
+                        .region(aws_sdk_kms::config::Region::new("us-east-1"))
+                        .build(),
+                )),
+                scheduler: None,
+            };
+            Provisioner::new(config, services)
+        };
+        let (logs, _g) = Logs::capture();
+        let failed = run(&p, ten_joiners()).await;
+        assert!(failed.is_empty(), "{failed:?}: {}", logs.text());
+        assert_eq!(create_user.num_calls(), 10);
+        assert_eq!(ses[0].num_calls(), 10);
+        assert_eq!(
+            list_secrets.num_calls(),
+            1,
+            "emulator {emulator}: {:?}",
+            asked.lock().unwrap()
+        );
+        let mut ids = asked.lock().unwrap()[0].clone();
+        ids.sort();
+        let mut want: Vec<String> = (1..=10).map(|i| format!("E{i}")).collect();
+        want.sort();
+        assert_eq!(ids, want);
+        if emulator {
+            assert_eq!(scan.num_calls(), 1, "one case scan for the batch");
+            assert_eq!(get_user.num_calls(), 0);
+        } else {
+            assert_eq!(scan.num_calls(), 0);
+            assert_eq!(get_user.num_calls(), 10);
+        }
+    }
 }

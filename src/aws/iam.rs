@@ -1,11 +1,11 @@
 //! IAM adapter: the reads that make up a user's state, and one method per write.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use aws_sdk_iam::types::{AssignmentStatusType, StatusType, Tag};
 use aws_sdk_iam::Client;
-use futures::future::{BoxFuture, FutureExt, Shared};
 
+use super::gather::{Gathering, Turn};
 use super::{call, classify, AwsError, Budget, ErrorKind, Retry};
 use crate::password::{PasswordPolicy, Secret};
 use crate::state::{Attachments, Lookup, UserInfo};
@@ -24,12 +24,12 @@ pub struct Iam {
     /// name that differs from an existing one only in case. See [`Iam::lookup`].
     pub case_scan: bool,
     /// The case scan in flight, if any: joiners that start together (a batch)
-    /// list the account once between them, not once each. See [`Iam::case_holder`].
-    scan: Arc<Mutex<Option<Scan>>>,
+    /// list the account once between them, not once each. See [`Iam::scan`].
+    scan: Gathering<Scanned>,
 }
 
 /// The account's user names, listed once for every record waiting on them.
-type Scan = Shared<BoxFuture<'static, Result<Arc<Vec<String>>, AwsError>>>;
+type Scanned = Result<Arc<Vec<String>>, AwsError>;
 
 /// Which reads a plan needs: only a leaver looks at MFA devices (an active user
 /// keeps them).
@@ -67,7 +67,7 @@ impl Iam {
             client,
             tolerate_unsupported,
             case_scan: tolerate_unsupported,
-            scan: Arc::new(Mutex::new(None)),
+            scan: Gathering::default(),
         }
     }
 
@@ -160,17 +160,23 @@ impl Iam {
         Ok(names.iter().find(|u| u.eq_ignore_ascii_case(name)).cloned())
     }
 
-    /// Every user name in the account. A scan still in flight is joined, never a
-    /// finished one: concurrent scans would read the same state at the same moment,
-    /// and a record never gets an answer older than the scan it joined. On an
-    /// emulator each joiner scans, and a batch of ten made ten full lists (ListUsers
-    /// of the whole account: the longer, the more users).
-    async fn scan(&self, b: &Budget) -> Result<Arc<Vec<String>>, AwsError> {
-        let (c, b) = (self.client.clone(), *b);
-        joined_or_started(&self.scan, move || {
-            async move { list_user_names(&c, &b).await.map(Arc::new) }.boxed()
-        })
-        .await
+    /// Every user name in the account. A scan not yet answered is joined, never an
+    /// answered one: a record never gets an answer older than the moment it joined
+    /// minus one round trip. On an emulator each joiner scanned, and a batch of ten
+    /// made ten full lists (ListUsers of the whole account: the longer, the more users).
+    async fn scan(&self, b: &Budget) -> Scanned {
+        match self.scan.ask("", "", usize::MAX) {
+            Turn::Lead(lead) => {
+                lead.wait_for_members().await;
+                let names = list_user_names(&self.client, b).await.map(Arc::new);
+                lead.answer(names.clone());
+                names
+            }
+            Turn::Join(answer) => match answer.await {
+                Some(names) => names,
+                None => list_user_names(&self.client, b).await.map(Arc::new),
+            },
+        }
     }
 
     /// Everything attached to an existing user, read concurrently.
@@ -1023,22 +1029,6 @@ fn to_tags(tags: &[(String, String)]) -> Result<Vec<Tag>, AwsError> {
         .collect()
 }
 
-/// The scan in `slot` while it is in flight, else a new one started by `start`.
-fn joined_or_started(
-    slot: &Mutex<Option<Scan>>,
-    start: impl FnOnce() -> BoxFuture<'static, Result<Arc<Vec<String>>, AwsError>>,
-) -> Scan {
-    let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
-    match slot.as_ref() {
-        Some(s) if s.peek().is_none() => s.clone(),
-        _ => {
-            let s = start().shared();
-            *slot = Some(s.clone());
-            s
-        }
-    }
-}
-
 /// Pages of 1,000 (IAM's maximum): one call for most accounts.
 async fn list_user_names(c: &Client, b: &Budget) -> Result<Vec<String>, AwsError> {
     let users: Vec<_> = call(b, Retry::Safe, || async {
@@ -1053,39 +1043,4 @@ async fn list_user_names(c: &Client, b: &Budget) -> Result<Vec<String>, AwsError
     })
     .await?;
     Ok(users.iter().map(|u| u.user_name().to_owned()).collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn a_scan_in_flight_is_joined_and_a_finished_one_never_reused() {
-        let slot = Mutex::new(None);
-        let started = std::sync::atomic::AtomicU32::new(0);
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let start = |names: Vec<&'static str>, gate: Option<tokio::sync::oneshot::Receiver<()>>| {
-            started.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            move || {
-                async move {
-                    if let Some(g) = gate {
-                        let _ = g.await;
-                    }
-                    Ok(Arc::new(names.into_iter().map(String::from).collect()))
-                }
-                .boxed()
-            }
-        };
-        let first = joined_or_started(&slot, start(vec!["JDoe"], Some(rx)));
-        // Started while the first is in flight: it joins, and its own start is never run.
-        let second = joined_or_started(&slot, || panic!("a scan in flight must be joined"));
-        tx.send(()).unwrap();
-        let (a, b) = futures::join!(first, second);
-        assert_eq!(a.unwrap().as_slice(), ["JDoe"]);
-        assert_eq!(b.unwrap().as_slice(), ["JDoe"]);
-        // Finished: the next record lists the account again.
-        let third = joined_or_started(&slot, start(vec!["JDoe", "asmith"], None));
-        assert_eq!(third.await.unwrap().len(), 2);
-        assert_eq!(started.load(std::sync::atomic::Ordering::SeqCst), 2);
-    }
 }

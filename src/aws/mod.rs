@@ -2,6 +2,7 @@
 //! rest of the code reasons about; retries and backoff live in [`call`] alone, and
 //! the pace of each service's requests in [`pace`].
 
+pub mod gather;
 pub mod iam;
 pub mod kms;
 pub mod mail;

@@ -1,12 +1,12 @@
 //! Secrets Manager adapter: one secret per user.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType, Tag};
 use aws_sdk_secretsmanager::Client;
-use futures::future::{BoxFuture, FutureExt, Shared};
 
+use super::gather::{Gathering, Turn};
 use super::{call, classify, AwsError, Budget, ErrorKind, Retry};
 use crate::state::{
     SecretDoc, SecretMeta, SecretState, MANAGED_BY, TAG_EMPLOYEE_ID, TAG_MANAGED_BY,
@@ -22,26 +22,15 @@ pub struct Secrets {
     kms_key_id: Option<String>,
     /// The `ListSecrets` by employee not yet sent, which a record may still join.
     /// See [`Secrets::find_by_employee`].
-    gathering: Arc<Mutex<Option<Group>>>,
+    gathering: Gathering<Listed>,
 }
 
 /// A secret's name and tags.
 type Found = Vec<(String, BTreeMap<String, String>)>;
-type Listing = Shared<BoxFuture<'static, Result<Arc<Found>, AwsError>>>;
-
-/// Employee ids asked for in the same moment, listed by one call.
-struct Group {
-    prefix: String,
-    ids: Arc<Mutex<Vec<String>>>,
-    listing: Listing,
-}
+type Listed = Result<Arc<Found>, AwsError>;
 
 /// AWS takes at most 10 values in one `ListSecrets` filter.
 const MAX_FILTER_VALUES: usize = 10;
-/// How many times the first record of a group lets the others run before the call
-/// is sent: the records of a batch start together and reach their first reads in
-/// one pass, so one is enough; the rest is margin. A few microseconds.
-const GATHER_YIELDS: usize = 3;
 
 macro_rules! op {
     ($budget:expr, $name:literal, $req:expr) => {
@@ -68,7 +57,7 @@ impl Secrets {
         Secrets {
             client,
             kms_key_id,
-            gathering: Arc::new(Mutex::new(None)),
+            gathering: Gathering::default(),
         }
     }
 
@@ -193,18 +182,25 @@ impl Secrets {
         employee_id: &str,
         b: &Budget,
     ) -> Result<Found, AwsError> {
-        let (c, p, b) = (self.client.clone(), prefix.to_owned(), *b);
-        let listing = gathered(&self.gathering, prefix, employee_id, move |ids| {
-            async move {
-                for _ in 0..GATHER_YIELDS {
-                    tokio::task::yield_now().await;
-                }
-                let ids = ids();
-                list_by_employees(&c, &p, &ids, &b).await.map(Arc::new)
+        let all = match self.gathering.ask(prefix, employee_id, MAX_FILTER_VALUES) {
+            Turn::Lead(lead) => {
+                lead.wait_for_members().await;
+                // Closed as it is sent: every member's question is older than the call.
+                let ids = lead.close();
+                let listed = list_by_employees(&self.client, prefix, &ids, b)
+                    .await
+                    .map(Arc::new);
+                lead.answer(listed.clone());
+                listed
             }
-            .boxed()
-        });
-        let all = listing.await?;
+            Turn::Join(answer) => match answer.await {
+                Some(listed) => listed,
+                None => list_by_employees(&self.client, prefix, &[employee_id.to_owned()], b)
+                    .await
+                    .map(Arc::new),
+            },
+        };
+        let all = all?;
         Ok(all
             .iter()
             // The filters match any tag key and any tag value: check the pair.
@@ -321,51 +317,6 @@ impl Secrets {
     }
 }
 
-/// The open group for `prefix` with `id` added (the group closes at 10 ids), else a
-/// new group of `id` started by `start`. `start` gets the function that closes the
-/// group and returns its ids; the listing calls it when it is sent.
-fn gathered(
-    slot: &Arc<Mutex<Option<Group>>>,
-    prefix: &str,
-    id: &str,
-    start: impl FnOnce(
-        Box<dyn FnOnce() -> Vec<String> + Send>,
-    ) -> BoxFuture<'static, Result<Arc<Found>, AwsError>>,
-) -> Listing {
-    let mut open = slot.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(g) = open.as_ref().filter(|g| g.prefix == prefix) {
-        let mut ids = g.ids.lock().unwrap_or_else(|p| p.into_inner());
-        if !ids.iter().any(|i| i == id) {
-            ids.push(id.to_owned());
-        }
-        let (full, listing) = (ids.len() >= MAX_FILTER_VALUES, g.listing.clone());
-        drop(ids);
-        if full {
-            *open = None;
-        }
-        return listing;
-    }
-    let ids = Arc::new(Mutex::new(vec![id.to_owned()]));
-    let close = {
-        let (slot, ids) = (Arc::clone(slot), Arc::clone(&ids));
-        Box::new(move || {
-            let mut open = slot.lock().unwrap_or_else(|p| p.into_inner());
-            if open.as_ref().is_some_and(|g| Arc::ptr_eq(&g.ids, &ids)) {
-                *open = None;
-            }
-            let ids = ids.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            ids
-        }) as Box<dyn FnOnce() -> Vec<String> + Send>
-    };
-    let listing = start(close).shared();
-    *open = Some(Group {
-        prefix: prefix.to_owned(),
-        ids,
-        listing: listing.clone(),
-    });
-    listing
-}
-
 /// One `ListSecrets` for the provisioner's secrets tagged with any of `ids`.
 async fn list_by_employees(
     c: &Client,
@@ -409,83 +360,4 @@ async fn list_by_employees(
             (ours && name.starts_with(prefix)).then(|| (name.to_owned(), tags))
         })
         .collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    type Closer = Box<dyn FnOnce() -> Vec<String> + Send>;
-
-    /// A listing that answers, for each id it was sent with, a secret named after it.
-    fn echo(
-        starts: &AtomicUsize,
-    ) -> impl FnOnce(Closer) -> BoxFuture<'static, Result<Arc<Found>, AwsError>> + '_ {
-        move |close: Closer| {
-            starts.fetch_add(1, Ordering::SeqCst);
-            async move {
-                tokio::task::yield_now().await;
-                let ids = close();
-                Ok(Arc::new(
-                    ids.into_iter()
-                        .map(|i| {
-                            (
-                                format!("hr/{i}"),
-                                BTreeMap::from([(TAG_EMPLOYEE_ID.to_owned(), i)]),
-                            )
-                        })
-                        .collect(),
-                ))
-            }
-            .boxed()
-        }
-    }
-
-    fn names(f: &Found) -> Vec<&str> {
-        f.iter().map(|(n, _)| n.as_str()).collect()
-    }
-
-    #[tokio::test]
-    async fn ids_asked_together_share_one_call_of_at_most_ten() {
-        let slot = Arc::new(Mutex::new(None));
-        let starts = AtomicUsize::new(0);
-        let ids: Vec<String> = (1..=12).map(|i| format!("E{i}")).collect();
-        let listings: Vec<Listing> = ids
-            .iter()
-            .map(|id| gathered(&slot, "hr/", id, echo(&starts)))
-            .collect();
-        // Ten ids fill the first call; the eleventh starts a second.
-        assert_eq!(starts.load(Ordering::SeqCst), 2);
-        let answers = futures::future::join_all(listings).await;
-        let first = answers[0].as_ref().unwrap();
-        assert_eq!(first.len(), 10);
-        assert_eq!(names(first)[9], "hr/E10");
-        assert_eq!(names(answers[11].as_ref().unwrap()), ["hr/E11", "hr/E12"]);
-        // A duplicate id is asked for once.
-        let a = gathered(&slot, "hr/", "E1", echo(&starts));
-        let b = gathered(&slot, "hr/", "E1", echo(&starts));
-        assert_eq!(names(&a.await.unwrap()), ["hr/E1"]);
-        assert_eq!(names(&b.await.unwrap()), ["hr/E1"]);
-    }
-
-    #[tokio::test]
-    async fn a_call_already_sent_is_never_joined() {
-        let slot = Arc::new(Mutex::new(None));
-        let starts = AtomicUsize::new(0);
-        let first = gathered(&slot, "hr/", "E1", echo(&starts));
-        assert_eq!(first.clone().await.unwrap().len(), 1);
-        // Sent and answered: the next question gets its own call, with only its id.
-        let second = gathered(&slot, "hr/", "E2", echo(&starts));
-        assert_eq!(names(&second.await.unwrap()), ["hr/E2"]);
-        assert_eq!(starts.load(Ordering::SeqCst), 2);
-        // Another prefix (another configuration) is never mixed in.
-        let (x, y) = (
-            gathered(&slot, "hr/", "E3", echo(&starts)),
-            gathered(&slot, "other/", "E4", echo(&starts)),
-        );
-        let (x, y) = futures::join!(x, y);
-        assert_eq!(names(&x.unwrap()), ["hr/E3"]);
-        assert_eq!(names(&y.unwrap()), ["hr/E4"]);
-    }
 }
