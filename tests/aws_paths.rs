@@ -59,6 +59,11 @@ macro_rules! client {
 
 /// The provisioner as deployed against AWS: no emulator, so no up-front scan.
 fn aws_provisioner(iam: Iam, sm: Sm, ses: Ses) -> Provisioner {
+    provisioner(iam, sm, ses, false)
+}
+
+/// The provisioner; `emulator` turns the up-front case scan on, as against moto.
+fn provisioner(iam: Iam, sm: Sm, ses: Ses, emulator: bool) -> Provisioner {
     let mut m: HashMap<String, String> = HashMap::new();
     m.insert("SENDER_EMAIL".into(), "it@example.com".into());
     m.insert(
@@ -66,8 +71,11 @@ fn aws_provisioner(iam: Iam, sm: Sm, ses: Ses) -> Provisioner {
         r#"{"default":{"groups":["staff"],"console":true,"access_key":true}}"#.into(),
     );
     let config = Config::from_env(|k| m.get(k).cloned()).unwrap();
-    let iam = IamAdapter::new(iam, false);
-    assert!(!iam.case_scan, "AWS mode: no up-front scan");
+    let iam = IamAdapter::new(iam, emulator);
+    assert_eq!(
+        iam.case_scan, emulator,
+        "the up-front scan only on an emulator"
+    );
     let services = Services {
         iam,
         secrets: Secrets::new(sm, None),
@@ -464,38 +472,12 @@ async fn a_batch_of_ten_joiners_lists_secrets_and_users_once() {
         iam.extend([get_user.clone(), create_user.clone(), scan.clone()]);
         // the_rest()'s first Secrets Manager rule is its ListSecrets: this one instead.
         sm[0] = list_secrets.clone();
-        let iam = IamAdapter::new(
+        let p = provisioner(
             client!(aws_sdk_iam, &iam.iter().collect::<Vec<_>>()),
+            client!(aws_sdk_secretsmanager, &sm.iter().collect::<Vec<_>>()),
+            client!(aws_sdk_sesv2, &ses.iter().collect::<Vec<_>>()),
             emulator,
         );
-        let p = {
-            let mut m: HashMap<String, String> = HashMap::new();
-            m.insert("SENDER_EMAIL".into(), "it@example.com".into());
-            m.insert(
-                "PROVISIONING_RULES".into(),
-                r#"{"default":{"groups":["staff"],"console":true,"access_key":true}}"#.into(),
-            );
-            let config = Config::from_env(|k| m.get(k).cloned()).unwrap();
-            let services = Services {
-                iam,
-                secrets: Secrets::new(
-                    client!(aws_sdk_secretsmanager, &sm.iter().collect::<Vec<_>>()),
-                    None,
-                ),
-                mailer: Mailer::new(
-                    client!(aws_sdk_sesv2, &ses.iter().collect::<Vec<_>>()),
-                    "it@example.com".into(),
-                ),
-                kms: Kms::new(aws_sdk_kms::Client::from_conf(
-                    aws_sdk_kms::Config::builder()
-                        .behavior_version_latest()
-                        .region(aws_sdk_kms::config::Region::new("us-east-1"))
-                        .build(),
-                )),
-                scheduler: None,
-            };
-            Provisioner::new(config, services)
-        };
         let (logs, _g) = Logs::capture();
         let failed = run(&p, ten_joiners()).await;
         assert!(failed.is_empty(), "{failed:?}: {}", logs.text());
