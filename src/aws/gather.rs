@@ -8,6 +8,7 @@
 //! join does not change when it is sent. A leader dropped before answering (its
 //! record cancelled) closes the group, and its members read alone.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures::channel::oneshot;
@@ -19,7 +20,18 @@ use futures::future::{BoxFuture, FutureExt, Shared};
 const PASSES: usize = 3;
 
 /// The answer as a member sees it: `None` when the leader was dropped first.
-pub type Answer<T> = Shared<BoxFuture<'static, Option<T>>>;
+type Answer<T> = Shared<BoxFuture<'static, Option<T>>>;
+
+/// Until when a record may join a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Until {
+    /// The call is sent: a member's question is never newer than the call (the
+    /// call's arguments are the members, e.g. employee ids).
+    Sent,
+    /// The call is answered: a member's answer is at most one round trip older
+    /// than its question (an account-wide read with no arguments).
+    Answered,
+}
 
 /// The one open group, if any.
 pub struct Gathering<T: Clone> {
@@ -49,13 +61,13 @@ struct Group<T: Clone> {
     answer: Answer<T>,
 }
 
-pub enum Turn<T: Clone> {
+enum Turn<T: Clone> {
     Lead(Lead<T>),
     Join(Answer<T>),
 }
 
 /// The leader's side of a group.
-pub struct Lead<T: Clone> {
+struct Lead<T: Clone> {
     slot: Arc<Mutex<Option<Group<T>>>>,
     members: Arc<Mutex<Vec<String>>>,
     tx: Option<oneshot::Sender<T>>,
@@ -66,9 +78,42 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl<T: Clone + Send + Sync + 'static> Gathering<T> {
+    /// `call(members)` once for every record that asks for `key` while the group is
+    /// open (`until`; at most `max` members, each counted once). A record whose
+    /// leader was dropped before answering calls alone, with only its own member.
+    pub async fn share<F, Fut>(
+        &self,
+        key: &str,
+        member: &str,
+        max: usize,
+        until: Until,
+        call: F,
+    ) -> T
+    where
+        F: FnOnce(Vec<String>) -> Fut,
+        Fut: Future<Output = T>,
+    {
+        match self.ask(key, member, max) {
+            Turn::Lead(lead) => {
+                lead.wait_for_members().await;
+                let members = match until {
+                    Until::Sent => lead.close(),
+                    Until::Answered => lead.members(),
+                };
+                let answer = call(members).await;
+                lead.answer(answer.clone());
+                answer
+            }
+            Turn::Join(answer) => match answer.await {
+                Some(answer) => answer,
+                None => call(vec![member.to_owned()]).await,
+            },
+        }
+    }
+
     /// Joins the open group of `key`, adding `member` (once); a group closes when
     /// it holds `max` members. Else leads a new group of `member`.
-    pub fn ask(&self, key: &str, member: &str, max: usize) -> Turn<T> {
+    fn ask(&self, key: &str, member: &str, max: usize) -> Turn<T> {
         let mut open = lock(&self.slot);
         if let Some(g) = open.as_ref().filter(|g| g.key == key) {
             let mut members = lock(&g.members);
@@ -99,14 +144,18 @@ impl<T: Clone + Send + Sync + 'static> Gathering<T> {
 
 impl<T: Clone> Lead<T> {
     /// Lets the batch's other records run and join: call before sending.
-    pub async fn wait_for_members(&self) {
+    async fn wait_for_members(&self) {
         for _ in 0..PASSES {
             tokio::task::yield_now().await;
         }
     }
 
+    fn members(&self) -> Vec<String> {
+        lock(&self.members).clone()
+    }
+
     /// Closes the group (no member joins after) and returns its members.
-    pub fn close(&self) -> Vec<String> {
+    fn close(&self) -> Vec<String> {
         let mut open = lock(&self.slot);
         if open
             .as_ref()
@@ -114,11 +163,11 @@ impl<T: Clone> Lead<T> {
         {
             *open = None;
         }
-        lock(&self.members).clone()
+        self.members()
     }
 
     /// Hands the answer to every member and closes the group.
-    pub fn answer(mut self, answer: T) {
+    fn answer(mut self, answer: T) {
         self.close();
         if let Some(tx) = self.tx.take() {
             // No member left to hear it: nothing to do.
@@ -213,16 +262,11 @@ mod tests {
         let asks = (1..=10).map(|i| {
             let (g, led) = (g.clone(), &led);
             async move {
-                match g.ask("hr/", &format!("E{i}"), 10) {
-                    Turn::Lead(l) => {
-                        led.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        l.wait_for_members().await;
-                        let n = l.close().len();
-                        l.answer(n);
-                        n
-                    }
-                    Turn::Join(a) => a.await.unwrap_or(0),
-                }
+                g.share("hr/", &format!("E{i}"), 10, Until::Sent, |ids| async move {
+                    led.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    ids.len()
+                })
+                .await
             }
         });
         let got = futures::future::join_all(asks).await;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use aws_sdk_iam::types::{AssignmentStatusType, StatusType, Tag};
 use aws_sdk_iam::Client;
 
-use super::gather::{Gathering, Turn};
+use super::gather::{Gathering, Until};
 use super::{call, classify, AwsError, Budget, ErrorKind, Retry};
 use crate::password::{PasswordPolicy, Secret};
 use crate::state::{Attachments, Lookup, UserInfo};
@@ -165,18 +165,11 @@ impl Iam {
     /// minus one round trip. On an emulator each joiner scanned, and a batch of ten
     /// made ten full lists (ListUsers of the whole account: the longer, the more users).
     async fn scan(&self, b: &Budget) -> Scanned {
-        match self.scan.ask("", "", usize::MAX) {
-            Turn::Lead(lead) => {
-                lead.wait_for_members().await;
-                let names = list_user_names(&self.client, b).await.map(Arc::new);
-                lead.answer(names.clone());
-                names
-            }
-            Turn::Join(answer) => match answer.await {
-                Some(names) => names,
-                None => list_user_names(&self.client, b).await.map(Arc::new),
-            },
-        }
+        self.scan
+            .share("", "", usize::MAX, Until::Answered, |_| async {
+                list_user_names(&self.client, b).await.map(Arc::new)
+            })
+            .await
     }
 
     /// Everything attached to an existing user, read concurrently.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType, Tag};
 use aws_sdk_secretsmanager::Client;
 
-use super::gather::{Gathering, Turn};
+use super::gather::{Gathering, Until};
 use super::{call, classify, AwsError, Budget, ErrorKind, Retry};
 use crate::state::{
     SecretDoc, SecretMeta, SecretState, MANAGED_BY, TAG_EMPLOYEE_ID, TAG_MANAGED_BY,
@@ -182,25 +182,21 @@ impl Secrets {
         employee_id: &str,
         b: &Budget,
     ) -> Result<Found, AwsError> {
-        let all = match self.gathering.ask(prefix, employee_id, MAX_FILTER_VALUES) {
-            Turn::Lead(lead) => {
-                lead.wait_for_members().await;
-                // Closed as it is sent: every member's question is older than the call.
-                let ids = lead.close();
-                let listed = list_by_employees(&self.client, prefix, &ids, b)
-                    .await
-                    .map(Arc::new);
-                lead.answer(listed.clone());
-                listed
-            }
-            Turn::Join(answer) => match answer.await {
-                Some(listed) => listed,
-                None => list_by_employees(&self.client, prefix, &[employee_id.to_owned()], b)
-                    .await
-                    .map(Arc::new),
-            },
-        };
-        let all = all?;
+        // Closed as it is sent: every member's question is older than the call.
+        let all = self
+            .gathering
+            .share(
+                prefix,
+                employee_id,
+                MAX_FILTER_VALUES,
+                Until::Sent,
+                |ids| async move {
+                    list_by_employees(&self.client, prefix, &ids, b)
+                        .await
+                        .map(Arc::new)
+                },
+            )
+            .await?;
         Ok(all
             .iter()
             // The filters match any tag key and any tag value: check the pair.
