@@ -148,19 +148,39 @@ def batches(stack, binary, rounds, outdir, log):
     return res
 
 
+def ok(cond):
+    return "met" if cond else "**missed**"
+
+
+def proxied_cold_starts(stack, binary, bare, runs, outdir, log, label=""):
+    """Median cold starts through the 40 ms proxy: the provisioner with and without
+    SIGNIN_URL (which saves the account alias read), and the bare function's
+    baseline. -> ({"prov", "prov_url", "bare": ms}, failures)"""
+    cold, fails = {}, 0
+    for key, binary_, env in (("prov", binary, {}), ("prov_url", binary, {"SIGNIN_URL": SIGNIN}),
+                              ("bare", bare, {})):
+        log(f"{label}cold starts through the 40 ms proxy: {key} ...")
+        rows, f = cold_starts(stack, binary_, runs, outdir, log, via_proxy=True, **env)
+        cold[key] = statistics.median(r["cold"] for r in rows)
+        fails += f
+    return cold, fails
+
+
+def proxied_rows(cold, what_prov, what_url):
+    """The table's two ratio rows of proxied_cold_starts' medians."""
+    rows = []
+    for key, what in (("prov", what_prov), ("prov_url", what_url)):
+        r = cold[key] / cold["bare"] if cold["bare"] > 0 else float("inf")
+        rows.append((what, f"{cold[key]:.2f} ms against {cold['bare']:.2f} ms = {r:.2f}x", "<= 2x", ok(r <= 2)))
+    return rows
+
+
 def on_ministack(binary, bare, cold_runs, rounds, outdir, log):
     stack = Stack(latency_ms=0, logdir=outdir, emulator="ministack")
     try:
-        cold = {}
-        fails = 0
-        for key, binary_, env in (("prov", binary, {}), ("prov_url", binary, {"SIGNIN_URL": SIGNIN}),
-                                  ("bare", bare, {})):
-            if binary_ is None:
-                continue
-            log(f"ministack: cold starts through the 40 ms proxy: {key} ...")
-            rows_, f = cold_starts(stack, binary_, cold_runs, outdir, log, via_proxy=True, **env)
-            cold[key] = statistics.median(r["cold"] for r in rows_)
-            fails += f
+        cold, fails = {}, 0
+        if bare:
+            cold, fails = proxied_cold_starts(stack, binary, bare, cold_runs, outdir, log, "ministack: ")
         log("ministack: batches through the 40 ms proxy ...")
         b = batches(stack, binary, rounds, outdir, log)
     finally:
@@ -192,14 +212,8 @@ def main():
             log("cold starts of a bare lambda_runtime function ...")
             bare, bare_fail = cold_starts(stack, a.bare, a.cold_runs, outdir, log)
             cold_fail += bare_fail
-            # The same through the 40 ms proxy, with and without SIGNIN_URL (which
-            # saves the account alias read), and the bare function's baseline.
-            for key, binary, env in (("prov", a.binary, {}), ("prov_url", a.binary, {"SIGNIN_URL": SIGNIN}),
-                                     ("bare", a.bare, {})):
-                log(f"cold starts through the 40 ms proxy: {key} ...")
-                rows_, f = cold_starts(stack, binary, a.cold_runs, outdir, log, via_proxy=True, **env)
-                proxied[key] = statistics.median(r["cold"] for r in rows_)
-                cold_fail += f
+            proxied, f = proxied_cold_starts(stack, a.binary, a.bare, a.cold_runs, outdir, log)
+            cold_fail += f
         log("batches through the 40 ms proxy ...")
         b = batches(stack, a.binary, a.rounds, outdir, log)
     finally:
@@ -222,8 +236,6 @@ def main():
     mover, mc = med(b["mover"]), max(b["mover_calls"])
     zip_mb = a.zip_bytes / 1048576 if a.zip_bytes else None
 
-    def ok(cond):
-        return "met" if cond else "**missed**"
     one_l = med(b["one_l"])
     jd, ld = max(b["joiner_depth"]), max(b["leaver_depth"])
     rows = [
@@ -239,11 +251,8 @@ def main():
             ("Bare function: process start -> first GET next (median)",
              "%.2f ms" % med([r["next"] for r in bare]), "", ""),
         ]
-        for key, what in (("prov", "Cold start through the 40 ms proxy against the bare function (median)"),
-                          ("prov_url", "The same with `SIGNIN_URL` set (no account alias read)")):
-            r = proxied[key] / proxied["bare"] if proxied["bare"] > 0 else float("inf")
-            rows.append((what, f"{proxied[key]:.2f} ms against {proxied['bare']:.2f} ms = {r:.2f}x", "<= 2x",
-                         ok(r <= 2)))
+        rows += proxied_rows(proxied, "Cold start through the 40 ms proxy against the bare function (median)",
+                             "The same with `SIGNIN_URL` set (no account alias read)")
     rows += [
         ("Process start -> first GET next (median / max)", "%.2f / %.2f ms" % cm("next"), "", ""),
         ("Process start -> first answer (median / max)", "%.2f / %.2f ms" % cm("first"), "", ""),
@@ -281,12 +290,10 @@ def main():
             ("On ministack: AWS calls per fresh joiner / mean in the batch of 10",
              f"{max(mb['joiner_calls'])} / {max(mb['joiner10_calls']):.1f}", "", ""),
         ]
-        if mcold.get("bare"):
-            for key, what in (("prov", "On ministack: cold start through the 40 ms proxy against the bare function"),
-                              ("prov_url", "On ministack: the same with `SIGNIN_URL` set")):
-                r = mcold[key] / mcold["bare"] if mcold["bare"] > 0 else float("inf")
-                rows.append((what + " (median)", f"{mcold[key]:.2f} ms against {mcold['bare']:.2f} ms = {r:.2f}x",
-                             "<= 2x", ok(r <= 2)))
+        if mcold:
+            rows += proxied_rows(
+                mcold, "On ministack: cold start through the 40 ms proxy against the bare function (median)",
+                "On ministack: the same with `SIGNIN_URL` set (median)")
     lines = ["| measure | result | target | |", "|---|---|---|---|"]
     lines += [f"| {m} | {r} | {t} | {o} |" for m, r, t, o in rows]
     ops = lambda c: ", ".join(f"{op} {n}" for svc in sorted(c) for op, n in sorted(c[svc].items()))  # noqa: E731
